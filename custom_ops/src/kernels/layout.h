@@ -1,0 +1,90 @@
+// The packed bit-plane layout of LutGemm weights, version 1.
+// docs/packed-format.md is the specification; tmac_ort/packing.py is the one packer.
+// Everything here is plain arithmetic so that the scalar kernel, the SIMD kernels and
+// the op's validation agree on sizes and positions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tmac {
+
+constexpr int kLayoutVersion = 1;
+constexpr int kTileN = 32;          // output channels per tile
+constexpr int kStepK = 8;           // reduction elements per step: two quads of four
+constexpr int kQuadK = 4;           // activations per lookup table
+constexpr int kTableBytes = 16;     // int8 entries per lookup table
+constexpr int kMaxBlockK = 256;     // longest run of K summed in int16 before flushing to fp32
+
+// Geometry of one LutGemm weight, derived from the node attributes.
+struct Geometry {
+  int64_t K = 0, N = 0;
+  int bits = 0;
+  int64_t group_size = 0;
+  int64_t K_pad = 0, N_pad = 0;     // padded to whole steps / tiles
+  int64_t n_tiles = 0, k_steps = 0;
+  int64_t n_groups = 0;
+  int64_t block_k = 0, n_blocks = 0;  // table-quantisation / int16-accumulation blocks
+  int64_t step_bytes() const { return int64_t(kTileN) * bits; }
+  int64_t tile_bytes() const { return k_steps * step_bytes(); }
+  int64_t packed_bytes() const { return n_tiles * tile_bytes(); }
+  int64_t block_steps() const { return block_k / kStepK; }
+  int64_t group_of_block(int64_t b) const { return (b * block_k) / group_size; }
+};
+
+// Fills `g` from K, N, bits and group size; returns nullptr or a message saying what is wrong.
+inline const char* MakeGeometry(int64_t K, int64_t N, int64_t bits, int64_t group_size, Geometry* g) {
+  if (bits < 1 || bits > 4) return "bits must be 1, 2, 3 or 4";
+  if (K <= 0 || N <= 0) return "K and N must be positive";
+  if (K > (int64_t(1) << 31) || N > (int64_t(1) << 31)) return "K and N must be below 2^31";
+  if (group_size <= 0 || K % group_size != 0) return "group_size must be positive and divide K";
+  const bool whole_row = group_size == K;
+  if (!whole_row && group_size % kStepK != 0) return "group_size must be a multiple of 8 (or equal K)";
+  int64_t block_k;
+  if (group_size <= kMaxBlockK && group_size % kStepK == 0) {
+    block_k = group_size;
+  } else if (group_size % kMaxBlockK == 0 || whole_row) {
+    block_k = kMaxBlockK;
+  } else {
+    return "group_size above 256 must be a multiple of 256 (or equal K)";
+  }
+  g->K = K;
+  g->N = N;
+  g->bits = int(bits);
+  g->group_size = group_size;
+  g->K_pad = (K + kStepK - 1) / kStepK * kStepK;
+  g->N_pad = (N + kTileN - 1) / kTileN * kTileN;
+  g->n_tiles = g->N_pad / kTileN;
+  g->k_steps = g->K_pad / kStepK;
+  g->n_groups = K / group_size;
+  g->block_k = block_k;
+  g->n_blocks = (g->K_pad + block_k - 1) / block_k;
+  return nullptr;
+}
+
+// Where a 4-bit index lives inside one step of one tile (see docs/packed-format.md):
+// planes are paired (2p, 2p+1) in "pair chunks" of 32 bytes covering 16 channels each;
+// an odd top plane gets one "single chunk" covering all 32 channels.  Byte i of a chunk
+// belongs to quad 2s + i/16 (the two 128-bit lanes hold the step's two quads).
+struct NibbleSlot {
+  int plane;
+  int channel;  // 0..31 within the tile
+};
+
+inline int PairChunks(int bits) { return 2 * (bits / 2); }
+inline bool HasSingleChunk(int bits) { return bits % 2 == 1; }
+
+// `byte` in [0, 32*bits) within a step, `high` selects the high nibble.
+inline NibbleSlot SlotOf(int bits, int byte, bool high) {
+  const int chunk = byte / 32;
+  const int i = byte % 16;  // position inside the lane
+  if (chunk < PairChunks(bits)) {
+    const int pair = chunk / 2, half = chunk % 2;
+    return {2 * pair + (i & 1), 16 * half + (high ? 8 : 0) + (i >> 1)};
+  }
+  return {bits - 1, (high ? 16 : 0) + (i & 1) * 8 + (i >> 1)};
+}
+
+inline int QuadInStep(int byte) { return (byte % 32) / 16; }
+
+}  // namespace tmac

@@ -1,0 +1,133 @@
+// AVX2 kernel: one vpshufb looks up 32 int8 table entries from 32 4-bit weight indices.
+//
+// A 32-byte chunk of a step holds quad 2s in its low 128-bit lane and quad 2s+1 in its high
+// lane, so a single 32-byte table load (both quads' tables) serves as the shuffle source.
+// Pair chunks put planes 2p and 2p+1 of one channel in adjacent bytes, so vpmaddubsw with
+// weights (1, 2) widens to int16 and combines the two planes in one instruction; the odd
+// top plane is widened with weights (1, 0) and (0, 1).  Each lane accumulates its own quads
+// in int16; the lanes are added and widened to int32 once per block (<= 256 k, which bounds
+// every int16 sum by 32 * 127 * 3 < 2^15), then scaled in fp32.
+// Compiled with -mavx2 -mfma -mf16c; only called after a run-time CPU check.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "lut_kernel.h"
+#include "tables.h"
+
+namespace tmac {
+namespace {
+
+// Adds the two lanes of 16 int16 partial sums and widens the 8 results to int32.
+inline __m256i MergeLanes(__m256i acc) {
+  const __m128i sum = _mm_add_epi16(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+  return _mm256_cvtepi16_epi32(sum);
+}
+
+template <int kBits>
+void GemmTilesAvx2(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
+                   int64_t tile_end, const OutputRows& out) {
+  constexpr int kPairs = kBits / 2;
+  constexpr bool kSingle = kBits % 2 == 1;
+  constexpr int kStepBytes = kTileN * kBits;
+  const Geometry& g = w.geo;
+  const __m256i low_nibble = _mm256_set1_epi8(0x0f);
+  const __m256i pair_weights = _mm256_set1_epi16(0x0201);  // bytes (1, 2)
+  const __m256i even_bytes = _mm256_set1_epi16(0x0001);    // bytes (1, 0)
+  const __m256i odd_bytes = _mm256_set1_epi16(0x0100);     // bytes (0, 1)
+  const int64_t table_row = g.k_steps * 2 * kTableBytes;
+
+  for (int64_t t = tile_begin; t < tile_end; ++t) {
+    const uint8_t* tile = w.planes + t * g.tile_bytes();
+    for (int64_t m = 0; m < act.rows; ++m) {
+      const int8_t* tables = act.tables + m * table_row;
+      __m256 y[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+      for (int64_t b = 0; b < g.n_blocks; ++b) {
+        __m256i pair_acc[kPairs > 0 ? kPairs : 1][4];
+        __m256i single_acc[4];
+        for (int o = 0; o < 4; ++o) {
+          for (int p = 0; p < kPairs; ++p) pair_acc[p][o] = _mm256_setzero_si256();
+          single_acc[o] = _mm256_setzero_si256();
+        }
+        const int64_t s_end = std::min((b + 1) * g.block_steps(), g.k_steps);
+        for (int64_t s = b * g.block_steps(); s < s_end; ++s) {
+          const __m256i table = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tables + s * 32));
+          const uint8_t* step = tile + s * kStepBytes;
+          for (int p = 0; p < kPairs; ++p) {
+            for (int c = 0; c < 2; ++c) {
+              const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(step + 64 * p + 32 * c));
+              const __m256i lo = _mm256_and_si256(v, low_nibble);
+              const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibble);
+              pair_acc[p][2 * c] = _mm256_add_epi16(
+                  pair_acc[p][2 * c], _mm256_maddubs_epi16(pair_weights, _mm256_shuffle_epi8(table, lo)));
+              pair_acc[p][2 * c + 1] = _mm256_add_epi16(
+                  pair_acc[p][2 * c + 1], _mm256_maddubs_epi16(pair_weights, _mm256_shuffle_epi8(table, hi)));
+            }
+          }
+          if (kSingle) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(step + 64 * kPairs));
+            const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(v, low_nibble));
+            const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibble));
+            single_acc[0] = _mm256_add_epi16(single_acc[0], _mm256_maddubs_epi16(even_bytes, lo));
+            single_acc[1] = _mm256_add_epi16(single_acc[1], _mm256_maddubs_epi16(odd_bytes, lo));
+            single_acc[2] = _mm256_add_epi16(single_acc[2], _mm256_maddubs_epi16(even_bytes, hi));
+            single_acc[3] = _mm256_add_epi16(single_acc[3], _mm256_maddubs_epi16(odd_bytes, hi));
+          }
+        }
+        // Flush the block: combine planes in int32, then y += sum * s * step/2 + constant * block_sum.
+        const int64_t at = (t * g.n_groups + g.group_of_block(b)) * kTileN;
+        const __m256 half_scale = _mm256_set1_ps(act.half_scale[m * g.n_blocks + b]);
+        const __m256 block_sum = _mm256_set1_ps(act.block_sum[m * g.n_blocks + b]);
+        for (int o = 0; o < 4; ++o) {
+          __m256i sum = _mm256_setzero_si256();
+          for (int p = 0; p < kPairs; ++p)
+            sum = _mm256_add_epi32(sum, _mm256_slli_epi32(MergeLanes(pair_acc[p][o]), 2 * p));
+          if (kSingle) sum = _mm256_add_epi32(sum, _mm256_slli_epi32(MergeLanes(single_acc[o]), kBits - 1));
+          const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(&w.scale[at + 8 * o]), half_scale);
+          const __m256 constant = _mm256_loadu_ps(&w.constant[at + 8 * o]);
+          y[o] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, _mm256_fmadd_ps(constant, block_sum, y[o]));
+        }
+      }
+      float* dst = out.y + m * out.ldy + t * kTileN;
+      const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
+      alignas(32) float tmp[kTileN];
+      for (int o = 0; o < 4; ++o) _mm256_store_ps(tmp + 8 * o, y[o]);
+      for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
+    }
+  }
+}
+
+void GemmTilesDispatch(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
+                       int64_t tile_end, const OutputRows& out) {
+  switch (w.geo.bits) {
+    case 1: return GemmTilesAvx2<1>(w, act, tile_begin, tile_end, out);
+    case 2: return GemmTilesAvx2<2>(w, act, tile_begin, tile_end, out);
+    case 3: return GemmTilesAvx2<3>(w, act, tile_begin, tile_end, out);
+    default: return GemmTilesAvx2<4>(w, act, tile_begin, tile_end, out);
+  }
+}
+
+void HalfToFloatF16c(const uint16_t* src, float* dst, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
+}
+
+void FloatToHalfF16c(const float* src, uint16_t* dst, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) dst[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+}  // namespace
+
+const KernelOps& Avx2Kernel() {
+  static const KernelOps ops = {"avx2", BuildTablesPortable, GemmTilesDispatch, HalfToFloatF16c,
+                                FloatToHalfF16c};
+  return ops;
+}
+
+}  // namespace tmac

@@ -1,0 +1,61 @@
+// Interface between the ISA-independent LutGemm driver and the per-ISA kernels.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "layout.h"
+
+namespace tmac {
+
+// Weights as every kernel reads them.  The bit planes are the ONNX initializer itself
+// (never copied); the per-group scale and constant term are small and are rearranged
+// once at kernel creation into [tile][group][32] so a tile reads them sequentially.
+struct PreparedWeights {
+  Geometry geo;
+  const uint8_t* planes = nullptr;  // packed_bytes() bytes, owned by the session
+  std::vector<float> scale;         // s[n, g]
+  std::vector<float> constant;      // s[n, g] * (2^bits - 1) / 2 + o[n, g]
+};
+
+// Lookup tables of M activation rows, built once per call.
+//   tables     [M][k_steps][32]  int8: table of quad 2s in bytes 0..15, quad 2s+1 in 16..31
+//   half_scale [M][n_blocks]     table quantisation step / 2
+//   block_sum  [M][n_blocks]     exact sum of the activations of the block
+struct ActivationTables {
+  int64_t rows = 0;
+  const int8_t* tables = nullptr;
+  const float* half_scale = nullptr;
+  const float* block_sum = nullptr;
+};
+
+// Output rows y[m * ldy + n] for n < N; bias (length N) may be null.
+struct OutputRows {
+  float* y = nullptr;
+  int64_t ldy = 0;
+  const float* bias = nullptr;
+};
+
+struct KernelOps {
+  const char* name;
+  // Builds the tables of one activation row `a` (K floats).
+  void (*build_tables)(const Geometry& geo, const float* a, int8_t* tables, float* half_scale,
+                       float* block_sum);
+  // Computes the tiles [tile_begin, tile_end) for every row of `act`.
+  void (*gemm_tiles)(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
+                     int64_t tile_end, const OutputRows& out);
+  void (*half_to_float)(const uint16_t* src, float* dst, size_t n);
+  void (*float_to_half)(const float* src, uint16_t* dst, size_t n);
+};
+
+const KernelOps& ScalarKernel();
+#if defined(TMAC_HAVE_AVX2)
+const KernelOps& Avx2Kernel();
+#endif
+
+// The fastest kernel this CPU runs, or the one named by `forced` ("scalar", "avx2").
+// Returns null when `forced` names a kernel this build or CPU lacks.
+const KernelOps* SelectKernel(const char* forced);
+
+}  // namespace tmac

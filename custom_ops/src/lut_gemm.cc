@@ -1,0 +1,74 @@
+#include "lut_gemm.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace tmac {
+
+LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant,
+                 const KernelOps& kernel)
+    : kernel_(kernel) {
+  weights_.geo = geo;
+  weights_.planes = planes;
+  const size_t prepared = size_t(geo.n_tiles) * geo.n_groups * kTileN;
+  weights_.scale.assign(prepared, 0.f);
+  weights_.constant.assign(prepared, 0.f);
+  // The kernels compute sum_k a_k q_k from +-1 planes: q = sum_i 2^i (s_i + 1) / 2, which
+  // leaves (2^bits - 1) / 2 * sum_k a_k; fold it with the zero point or offset into one term.
+  const float mid = float((1 << geo.bits) - 1) / 2.f;
+  const float default_zero = float(1 << (geo.bits - 1));
+  for (int64_t n = 0; n < geo.N; ++n) {
+    for (int64_t grp = 0; grp < geo.n_groups; ++grp) {
+      const int64_t src = n * geo.n_groups + grp;
+      const int64_t dst = ((n / kTileN) * geo.n_groups + grp) * kTileN + n % kTileN;
+      const float s = quant.scales[src];
+      float offset;
+      if (quant.offsets) {
+        offset = quant.offsets[src];
+      } else {
+        const float zero = quant.zero_points ? float(quant.zero_points[src]) : default_zero;
+        offset = -s * zero;
+      }
+      weights_.scale[dst] = s;
+      weights_.constant[dst] = s * mid + offset;
+    }
+  }
+}
+
+void LutGemm::Run(const float* a, int64_t rows, const float* bias, float* y,
+                  const ParallelRunner& parallel) const {
+  const Geometry& g = weights_.geo;
+  if (rows <= 0) return;
+  // Scratch belongs to the calling thread; workers only write through pointers into it.
+  thread_local std::vector<int8_t> tables;
+  thread_local std::vector<float> block_info;
+  const size_t table_row = size_t(g.k_steps) * 2 * kTableBytes;
+  tables.resize(table_row * rows);
+  block_info.resize(size_t(2) * g.n_blocks * rows);
+  float* half_scale = block_info.data();
+  float* block_sum = block_info.data() + g.n_blocks * rows;
+
+  int8_t* tables_data = tables.data();
+  auto build_row = [&](size_t m) {
+    kernel_.build_tables(g, a + m * g.K, tables_data + m * table_row, half_scale + m * g.n_blocks,
+                         block_sum + m * g.n_blocks);
+  };
+  if (rows == 1) {
+    build_row(0);
+  } else {
+    parallel(size_t(rows), build_row);
+  }
+
+  const ActivationTables act{rows, tables_data, half_scale, block_sum};
+  const OutputRows out{y, g.N, bias};
+  // Tiles are split into chunks; each chunk runs all rows so a tile's weights are read from
+  // memory once and reused from cache for the following rows.
+  const int64_t chunks = std::min<int64_t>(g.n_tiles, 64);
+  parallel(size_t(chunks), [&](size_t c) {
+    const int64_t begin = g.n_tiles * int64_t(c) / chunks;
+    const int64_t end = g.n_tiles * int64_t(c + 1) / chunks;
+    kernel_.gemm_tiles(weights_, act, begin, end, out);
+  });
+}
+
+}  // namespace tmac

@@ -1,0 +1,39 @@
+// The LutGemm computation independent of ONNX Runtime: weight preparation and the
+// per-call driver (tables, then tiles), parallelised through a caller-supplied runner.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "kernels/lut_kernel.h"
+
+namespace tmac {
+
+// Runs body(i) for i in [0, count), possibly in parallel.
+using ParallelRunner = std::function<void(size_t count, const std::function<void(size_t)>& body)>;
+
+// The quantisation parameters of one weight, as the op's inputs give them.
+struct QuantParams {
+  const float* scales = nullptr;         // [N, n_groups]
+  const uint8_t* zero_points = nullptr;  // [N, n_groups] or null
+  const float* offsets = nullptr;        // [N, n_groups] or null (w = s*q + offset)
+};
+
+class LutGemm {
+ public:
+  // `planes` must outlive this object (it is the session's initializer).
+  LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant, const KernelOps& kernel);
+
+  // Y[M, N] = A[M, K] * W^T (+ bias).  A, Y and bias are float32.
+  void Run(const float* a, int64_t rows, const float* bias, float* y, const ParallelRunner& parallel) const;
+
+  const Geometry& geometry() const { return weights_.geo; }
+  const KernelOps& kernel() const { return kernel_; }
+
+ private:
+  PreparedWeights weights_;
+  const KernelOps& kernel_;
+};
+
+}  // namespace tmac

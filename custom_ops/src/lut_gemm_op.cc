@@ -1,0 +1,242 @@
+#include "lut_gemm_op.h"
+
+#include <cstdlib>
+#include <exception>
+#include <type_traits>
+#include <vector>
+
+namespace tmac {
+namespace {
+
+using Shape = std::vector<int64_t>;
+
+std::string ShapeText(const Shape& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+// A constant (initializer) input of the node, checked for dtype and shape.
+struct ConstantInput {
+  const void* data = nullptr;
+  bool present = false;
+};
+
+// Everything kernel creation reads from the node; errors carry the node name.
+class NodeReader {
+ public:
+  NodeReader(const OrtApi& api, const OrtKernelInfo* info) : api_(api), info_(info), ki_(info) {
+    name_ = ki_.GetNodeName();
+  }
+
+  const std::string& name() const { return name_; }
+
+  std::string Error(const std::string& what) const {
+    return std::string(kDomain) + "." + kOpName + " node '" + name_ + "': " + what;
+  }
+
+  bool ReadInt(const char* attr, int64_t* value, std::string* error) const {
+    OrtStatus* status = api_.KernelInfoGetAttribute_int64(info_, attr, value);
+    if (status == nullptr) return true;
+    api_.ReleaseStatus(status);
+    *error = Error(std::string("missing or non-integer attribute '") + attr + "'");
+    return false;
+  }
+
+  bool HasInput(size_t index) const { return index < ki_.GetInputCount() && !ki_.GetInputName(index).empty(); }
+
+  // Reads input `index` as a constant tensor of `type` and exactly `shape`.
+  bool ReadConstant(size_t index, const char* what, ONNXTensorElementDataType type, const Shape& shape,
+                    ConstantInput* out, std::string* error) const {
+    if (!HasInput(index)) return true;
+    int is_constant = 0;
+    Ort::ConstValue value = ki_.GetTensorConstantInput(index, &is_constant);
+    if (!is_constant || value == nullptr) {
+      *error = Error(std::string(what) + " must be a constant initializer (it is read once at session creation)");
+      return false;
+    }
+    auto info = value.GetTensorTypeAndShapeInfo();
+    if (info.GetElementType() != type) {
+      *error = Error(std::string(what) + " has the wrong element type (" + std::to_string(info.GetElementType()) +
+                     ", expected " + std::to_string(type) + ")");
+      return false;
+    }
+    const Shape actual = info.GetShape();
+    if (actual != shape) {
+      *error = Error(std::string(what) + " has shape " + ShapeText(actual) + ", expected " + ShapeText(shape));
+      return false;
+    }
+    out->data = value.GetTensorRawData();
+    out->present = true;
+    return true;
+  }
+
+ private:
+  const OrtApi& api_;
+  const OrtKernelInfo* info_;
+  Ort::ConstKernelInfo ki_;
+  std::string name_;
+};
+
+// Validates the node and prepares the weights; returns null and sets `error` on bad input.
+std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, std::string* error) {
+  int64_t K, N, bits, group_size, layout_version;
+  if (!node.ReadInt("K", &K, error) || !node.ReadInt("N", &N, error) || !node.ReadInt("bits", &bits, error) ||
+      !node.ReadInt("group_size", &group_size, error) || !node.ReadInt("layout_version", &layout_version, error))
+    return nullptr;
+  if (layout_version != kLayoutVersion) {
+    *error = node.Error("layout_version " + std::to_string(layout_version) + " is not supported (this library reads " +
+                        std::to_string(kLayoutVersion) + ")");
+    return nullptr;
+  }
+  Geometry geo;
+  if (const char* why = MakeGeometry(K, N, bits, group_size, &geo)) {
+    *error = node.Error(std::string(why) + " (K=" + std::to_string(K) + ", N=" + std::to_string(N) +
+                        ", bits=" + std::to_string(bits) + ", group_size=" + std::to_string(group_size) + ")");
+    return nullptr;
+  }
+  ConstantInput planes, scales, zero_points, offsets;
+  const Shape per_group{geo.N, geo.n_groups};
+  if (!node.HasInput(kPackedWeights) || !node.HasInput(kScales)) {
+    *error = node.Error("packed_weights and scales inputs are required");
+    return nullptr;
+  }
+  if (!node.ReadConstant(kPackedWeights, "packed_weights", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8,
+                         {geo.n_tiles, geo.k_steps, geo.step_bytes()}, &planes, error) ||
+      !node.ReadConstant(kScales, "scales", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, per_group, &scales, error) ||
+      !node.ReadConstant(kZeroPoints, "zero_points", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, per_group, &zero_points,
+                         error) ||
+      !node.ReadConstant(kOffsets, "offsets", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, per_group, &offsets, error))
+    return nullptr;
+  if (zero_points.present && offsets.present) {
+    *error = node.Error("give zero_points or offsets, not both");
+    return nullptr;
+  }
+  if (zero_points.present) {
+    const auto* zp = static_cast<const uint8_t*>(zero_points.data);
+    for (int64_t i = 0; i < geo.N * geo.n_groups; ++i) {
+      if (zp[i] >= (1 << bits)) {
+        *error = node.Error("zero point " + std::to_string(zp[i]) + " does not fit in " + std::to_string(bits) + " bits");
+        return nullptr;
+      }
+    }
+  }
+  const char* forced = std::getenv("TMAC_ORT_KERNEL");
+  const KernelOps* kernel = SelectKernel(forced);
+  if (kernel == nullptr) {
+    *error = node.Error(std::string("TMAC_ORT_KERNEL=") + forced + " names no kernel this build and CPU can run");
+    return nullptr;
+  }
+  QuantParams quant{static_cast<const float*>(scales.data), static_cast<const uint8_t*>(zero_points.data),
+                    static_cast<const float*>(offsets.data)};
+  return std::make_unique<LutGemm>(geo, static_cast<const uint8_t*>(planes.data), quant, *kernel);
+}
+
+OrtStatusPtr MakeStatus(OrtErrorCode code, const std::string& message) {
+  return Ort::GetApi().CreateStatus(code, message.c_str());
+}
+
+}  // namespace
+
+template <typename T>
+ONNXTensorElementDataType LutGemmOp<T>::ElementType() {
+  return std::is_same<T, float>::value ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+}
+
+template <typename T>
+ONNXTensorElementDataType LutGemmOp<T>::GetInputType(size_t index) const {
+  switch (index) {
+    case kA:
+    case kBias: return ElementType();
+    case kPackedWeights:
+    case kZeroPoints: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+    default: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+}
+
+template <typename T>
+OrtStatusPtr LutGemmOp<T>::CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
+  std::string error;
+  try {
+    NodeReader node(Ort::GetApi(), info);
+    std::unique_ptr<LutGemm> gemm = CreateGemm(node, &error);
+    if (!gemm) return MakeStatus(ORT_INVALID_ARGUMENT, error);
+    *kernel = new LutGemmKernel<T>(std::move(gemm), node.name());
+    return nullptr;
+  } catch (const std::exception& e) {
+    return MakeStatus(ORT_INVALID_ARGUMENT, std::string("com.tmac.LutGemm: ") + e.what());
+  }
+}
+
+template <typename T>
+Ort::Status LutGemmOp<T>::InferOutputShape(Ort::ShapeInferContext& ctx) {
+  const int64_t N = ctx.GetAttrInt("N");
+  Ort::ShapeInferContext::Shape shape = ctx.GetInputShape(kA);
+  if (shape.empty()) return Ort::Status("com.tmac.LutGemm: A must have at least one dimension", ORT_INVALID_ARGUMENT);
+  shape.back() = Ort::ShapeInferContext::SymbolicInteger(N);
+  return ctx.SetOutputShape(0, shape, ElementType());
+}
+
+template <typename T>
+OrtStatusPtr LutGemmKernel<T>::ComputeV2(OrtKernelContext* context) {
+  try {
+    Ort::KernelContext ctx(context);
+    const Geometry& g = gemm_->geometry();
+    auto fail = [&](const std::string& what) {
+      return MakeStatus(ORT_INVALID_ARGUMENT, "com.tmac.LutGemm node '" + node_name_ + "': " + what);
+    };
+    Ort::ConstValue a = ctx.GetInput(kA);
+    const Shape a_shape = a.GetTensorTypeAndShapeInfo().GetShape();
+    if (a_shape.empty() || a_shape.back() != g.K)
+      return fail("A has shape " + ShapeText(a_shape) + ", its last dimension must be K=" + std::to_string(g.K));
+    int64_t rows = 1;
+    for (size_t i = 0; i + 1 < a_shape.size(); ++i) rows *= a_shape[i];
+    const T* bias = nullptr;
+    if (ctx.GetInputCount() > kBias) {
+      Ort::ConstValue b = ctx.GetInput(kBias);
+      if (b != nullptr) {
+        const Shape b_shape = b.GetTensorTypeAndShapeInfo().GetShape();
+        if (b_shape != Shape{g.N}) return fail("bias has shape " + ShapeText(b_shape) + ", expected [N]");
+        bias = b.GetTensorData<T>();
+      }
+    }
+    Shape y_shape = a_shape;
+    y_shape.back() = g.N;
+    Ort::UnownedValue y = ctx.GetOutput(0, y_shape);
+    if (rows == 0) return nullptr;
+
+    const std::function<void(size_t)>* job = nullptr;
+    ParallelRunner parallel = [&](size_t count, const std::function<void(size_t)>& body) {
+      if (count == 1) return body(0);
+      job = &body;
+      ctx.ParallelFor([](void* data, size_t i) { (**static_cast<const std::function<void(size_t)>**>(data))(i); },
+                      count, 0, &job);
+    };
+    const KernelOps& kernel = gemm_->kernel();
+    if constexpr (std::is_same<T, float>::value) {
+      gemm_->Run(a.GetTensorData<float>(), rows, bias, y.GetTensorMutableData<float>(), parallel);
+    } else {
+      // float16 A: compute in float32 and round the result once.
+      thread_local std::vector<float> a32, y32, bias32;
+      a32.resize(size_t(rows * g.K));
+      y32.resize(size_t(rows * g.N));
+      kernel.half_to_float(reinterpret_cast<const uint16_t*>(a.GetTensorData<T>()), a32.data(), a32.size());
+      if (bias) {
+        bias32.resize(size_t(g.N));
+        kernel.half_to_float(reinterpret_cast<const uint16_t*>(bias), bias32.data(), bias32.size());
+      }
+      gemm_->Run(a32.data(), rows, bias ? bias32.data() : nullptr, y32.data(), parallel);
+      kernel.float_to_half(y32.data(), reinterpret_cast<uint16_t*>(y.GetTensorMutableData<T>()), y32.size());
+    }
+    return nullptr;
+  } catch (const std::exception& e) {
+    return MakeStatus(ORT_RUNTIME_EXCEPTION, "com.tmac.LutGemm node '" + node_name_ + "': " + e.what());
+  }
+}
+
+template struct LutGemmOp<float>;
+template struct LutGemmOp<Ort::Float16_t>;
+template struct LutGemmKernel<float>;
+template struct LutGemmKernel<Ort::Float16_t>;
+
+}  // namespace tmac

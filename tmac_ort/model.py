@@ -1,0 +1,65 @@
+"""Building LutGemm nodes and small LutGemm models (onnx_ir)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from . import DOMAIN, OP_TYPE, OPSET_VERSION
+from .packing import LAYOUT_VERSION, QuantizedWeight
+
+
+def lut_gemm_attributes(w: QuantizedWeight) -> dict[str, int]:
+    return {
+        "K": w.K,
+        "N": w.N,
+        "bits": w.bits,
+        "group_size": w.group_size,
+        "layout_version": LAYOUT_VERSION,
+    }
+
+
+def lut_gemm_initializers(w: QuantizedWeight, prefix: str) -> list[ir.Value]:
+    """packed_weights, scales and (zero_points | offsets | None) as initializer values."""
+    def const(suffix: str, array: np.ndarray) -> ir.Value:
+        value = ir.Value(name=f"{prefix}{suffix}", const_value=ir.tensor(array, name=f"{prefix}{suffix}"))
+        value.shape = ir.Shape(array.shape)
+        value.type = ir.TensorType(ir.DataType.from_numpy(array.dtype))
+        return value
+
+    values = [const("_packed", w.pack()), const("_scales", w.scales.astype(np.float32))]
+    if w.zero_points is not None:
+        values.append(const("_zero_points", w.zero_points))
+    elif w.offsets is not None:
+        values.append(None)
+        values.append(const("_offsets", w.offsets))
+    return values
+
+
+def make_lut_gemm_model(
+    w: QuantizedWeight,
+    leading_dims: tuple = ("M",),
+    dtype=np.float32,
+    bias: np.ndarray | None = None,
+) -> onnx.ModelProto:
+    """A one-node model Y = LutGemm(A, w) with A of shape [*leading_dims, K]."""
+    elem = ir.DataType.from_numpy(np.dtype(dtype))
+    a = ir.Value(name="A", shape=ir.Shape([*leading_dims, w.K]), type=ir.TensorType(elem))
+    y = ir.Value(name="Y", shape=ir.Shape([*leading_dims, w.N]), type=ir.TensorType(elem))
+    inputs = [a, *lut_gemm_initializers(w, "W")]
+    initializers = [v for v in inputs[1:] if v is not None]
+    if bias is not None:
+        while len(inputs) < 5:
+            inputs.append(None)
+        b = np.asarray(bias, dtype=dtype)
+        bias_value = ir.Value(name="bias", const_value=ir.tensor(b, name="bias"))
+        bias_value.shape = ir.Shape(b.shape)
+        bias_value.type = ir.TensorType(elem)
+        inputs.append(bias_value)
+        initializers.append(bias_value)
+    node = ir.Node(DOMAIN, OP_TYPE, inputs, attributes=[ir.AttrInt64(k, v) for k, v in lut_gemm_attributes(w).items()],
+                   outputs=[y], name="lut_gemm")
+    graph = ir.Graph([a], [y], nodes=[node], initializers=initializers, opset_imports={"": 21, DOMAIN: OPSET_VERSION},
+                     name="lut_gemm")
+    return ir.serde.serialize_model(ir.Model(graph, ir_version=10, producer_name="tmac-ort"))
