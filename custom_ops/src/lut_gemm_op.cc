@@ -168,13 +168,43 @@ OrtStatusPtr LutGemmOp<T>::CreateKernelV2(const OrtApi&, const OrtKernelInfo* in
   }
 }
 
+// Y has A's leading dimensions and N.  Written against the C API: the 1.21 C++ wrapper
+// marks symbolic dims with -2, which newer runtimes reject.
 template <typename T>
-Ort::Status LutGemmOp<T>::InferOutputShape(Ort::ShapeInferContext& ctx) {
-  const int64_t N = ctx.GetAttrInt("N");
-  Ort::ShapeInferContext::Shape shape = ctx.GetInputShape(kA);
-  if (shape.empty()) return Ort::Status("com.tmac.LutGemm: A must have at least one dimension", ORT_INVALID_ARGUMENT);
-  shape.back() = Ort::ShapeInferContext::SymbolicInteger(N);
-  return ctx.SetOutputShape(0, shape, ElementType());
+OrtStatusPtr LutGemmOp<T>::InferShape(OrtShapeInferContext* ctx) {
+  const OrtApi& api = Ort::GetApi();
+  const OrtOpAttr* attr = nullptr;
+  int64_t N = 0;
+  size_t size = 0;
+  OrtStatus* status = api.ShapeInferContext_GetAttribute(ctx, "N", &attr);
+  if (!status) status = api.ReadOpAttr(attr, ORT_OP_ATTR_INT, &N, sizeof(N), &size);
+  OrtTensorTypeAndShapeInfo* a_info = nullptr;  // owned by the context: not released here
+  if (!status) status = api.ShapeInferContext_GetInputTypeShape(ctx, kA, &a_info);
+  size_t rank = 0;
+  // Y takes A's type: ORT runs one schema's inference for both the float and float16 op.
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  if (!status) status = api.GetTensorElementType(a_info, &type);
+  if (!status) status = api.GetDimensionsCount(a_info, &rank);
+  std::vector<int64_t> dims(rank);
+  std::vector<const char*> names(rank, "");
+  if (!status && rank > 0) status = api.GetDimensions(a_info, dims.data(), rank);
+  if (!status && rank > 0) status = api.GetSymbolicDimensions(a_info, names.data(), rank);
+  if (status) return status;
+  if (rank == 0) return api.CreateStatus(ORT_INVALID_ARGUMENT, "com.tmac.LutGemm: A must have at least one dimension");
+  for (size_t i = 0; i < rank; ++i) {
+    if (dims[i] < 0) dims[i] = -1;
+    if (names[i] == nullptr) names[i] = "";
+  }
+  dims.back() = N;
+  names.back() = "";
+  OrtTensorTypeAndShapeInfo* y_info = nullptr;
+  status = api.CreateTensorTypeAndShapeInfo(&y_info);
+  if (!status) status = api.SetTensorElementType(y_info, type);
+  if (!status) status = api.SetDimensions(y_info, dims.data(), rank);
+  if (!status) status = api.SetSymbolicDimensions(y_info, names.data(), rank);
+  if (!status) status = api.ShapeInferContext_SetOutputTypeShape(ctx, 0, y_info);
+  if (y_info) api.ReleaseTensorTypeAndShapeInfo(y_info);
+  return status;
 }
 
 template <typename T>

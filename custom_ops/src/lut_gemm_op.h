@@ -30,6 +30,10 @@ struct LutGemmKernel {
 // T is float or Ort::Float16_t: the type of A, bias and Y.
 template <typename T>
 struct LutGemmOp : Ort::CustomOpBase<LutGemmOp<T>, LutGemmKernel<T>, /*WithStatus=*/true> {
+  LutGemmOp() {
+    // Set directly rather than through CustomOpBase::SetShapeInferFn (see InferShape).
+    OrtCustomOp::InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* ctx) { return InferShape(ctx); };
+  }
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
   const char* GetName() const { return kOpName; }
   size_t GetInputTypeCount() const { return kInputCount; }
@@ -40,7 +44,7 @@ struct LutGemmOp : Ort::CustomOpBase<LutGemmOp<T>, LutGemmKernel<T>, /*WithStatu
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return ElementType(); }
   static ONNXTensorElementDataType ElementType();
-  static Ort::Status InferOutputShape(Ort::ShapeInferContext& ctx);
+  static OrtStatusPtr InferShape(OrtShapeInferContext* ctx);
 };
 
 }  // namespace tmac

@@ -1,0 +1,100 @@
+"""Malformed LutGemm nodes fail with a clear error naming the node; nothing crashes."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper, numpy_helper
+
+import tmac_ort
+from tmac_ort import packing
+
+K, N, BITS, GROUP = 64, 40, 2, 32
+
+
+def build(attrs=None, inputs=None, inits=None, drop_attr=None, a_shape=("M", K)):
+    qw = packing.quantize_rtn(np.random.default_rng(0).standard_normal((N, K)).astype(np.float32), BITS, GROUP, False)
+    base = {"packed": qw.pack(), "scales": qw.scales, "zp": qw.zero_points}
+    base.update(inits or {})
+    attributes = {"K": K, "N": N, "bits": BITS, "group_size": GROUP, "layout_version": 1}
+    attributes.update(attrs or {})
+    if drop_attr:
+        del attributes[drop_attr]
+    names = inputs if inputs is not None else ["A", "packed", "scales"]
+    initializers = [numpy_helper.from_array(v, k) for k, v in base.items() if k in names and v is not None]
+    graph_inputs = [helper.make_tensor_value_info("A", onnx.TensorProto.FLOAT, list(a_shape))]
+    if "scales_input" in names:
+        graph_inputs.append(helper.make_tensor_value_info("scales_input", onnx.TensorProto.FLOAT, [N, K // GROUP]))
+    node = helper.make_node("LutGemm", names, ["Y"], domain="com.tmac", name="my_layer", **attributes)
+    graph = helper.make_graph([node], "g", graph_inputs, [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)],
+                              initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.tmac", 1)])
+    model.ir_version = 10
+    return model
+
+
+def session(model):
+    return ort.InferenceSession(model.SerializeToString(), tmac_ort.session_options(1))
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"attrs": {"bits": 5}}, "bits must be 1, 2, 3 or 4"),
+        ({"attrs": {"group_size": 48}}, "group_size must be positive and divide K"),
+        ({"attrs": {"layout_version": 2}}, "layout_version 2 is not supported"),
+        ({"drop_attr": "N"}, "missing or non-integer attribute 'N'"),
+        ({"attrs": {"N": 64}}, "scales has shape [40, 2], expected [64, 2]"),
+        ({"attrs": {"N": 100}}, "packed_weights has shape"),
+        ({"inits": {"packed": np.zeros((2, 8, 32), np.uint8)}}, "packed_weights has shape [2, 8, 32], expected [2, 8, 64]"),
+        ({"inits": {"scales": np.ones((N, 3), np.float32)}}, "scales has shape"),
+        ({"inits": {"scales": np.ones((N, 2), np.float16)}}, "(scales)"),
+        ({"inputs": ["A", "packed", "scales_input"]}, "scales must be a constant initializer"),
+        ({"inputs": ["A", "packed", "scales", "zp"], "inits": {"zp": np.full((N, 2), 4, np.uint8)}},
+         "zero point 4 does not fit in 2 bits"),
+        ({"inputs": ["A", "packed", "scales", "zp", "offsets"],
+          "inits": {"zp": np.ones((N, 2), np.uint8), "offsets": np.ones((N, 2), np.float32)}},
+         "give zero_points or offsets, not both"),
+        ({"inputs": ["A", "packed"]}, None),
+    ],
+)
+def test_session_creation_fails_with_a_clear_message(kwargs, message):
+    with pytest.raises(Exception) as info:
+        session(build(**kwargs))
+    if message is not None:
+        assert message in str(info.value)
+        assert "my_layer" in str(info.value)
+
+
+def test_wrong_activation_width_is_a_run_error_not_a_crash():
+    sess = session(build(a_shape=("M", "K")))
+    with pytest.raises(Exception, match="last dimension must be K=64"):
+        sess.run(None, {"A": np.zeros((2, 63), np.float32)})
+    # the session stays usable after the error
+    assert sess.run(None, {"A": np.zeros((2, K), np.float32)})[0].shape == (2, N)
+
+
+def test_wrong_bias_shape_is_a_run_error():
+    model = build(inputs=["A", "packed", "scales", "", "", "bias"])
+    model.graph.input.append(helper.make_tensor_value_info("bias", onnx.TensorProto.FLOAT, ["B"]))
+    sess = session(model)
+    with pytest.raises(Exception, match="bias has shape"):
+        sess.run(None, {"A": np.zeros((1, K), np.float32), "bias": np.zeros(N + 1, np.float32)})
+    y = sess.run(None, {"A": np.zeros((1, K), np.float32), "bias": np.arange(N, dtype=np.float32)})[0]
+    assert y.shape == (1, N)
+
+
+def test_unknown_kernel_name_is_refused(monkeypatch):
+    monkeypatch.setenv("TMAC_ORT_KERNEL", "neon")
+    with pytest.raises(Exception, match="TMAC_ORT_KERNEL=neon"):
+        session(build())
+
+
+def test_non_finite_activations_propagate_like_a_float_matmul():
+    sess = session(build())
+    a = np.zeros((2, K), np.float32)
+    a[0, 3] = np.nan
+    a[1, 5] = np.inf
+    y = sess.run(None, {"A": a})[0]
+    assert np.isnan(y[0]).all()
+    assert not np.isfinite(y[1]).any()
