@@ -4,6 +4,82 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+
+def _parse_bits_for(items: list[str]) -> dict[str, int]:
+    out = {}
+    for item in items:
+        regex, sep, bits = item.rpartition("=")
+        if not sep or not bits.isdigit():
+            raise ValueError(f"--bits-for takes REGEX=BITS, got {item!r}")
+        out[regex] = int(bits)
+    return out
+
+
+def _options(args):
+    from .rewriter import RewriteOptions
+
+    return RewriteOptions(bits=args.bits, group_size=args.group_size, symmetric=args.symmetric,
+                          include=args.include, exclude=args.exclude, bits_for=_parse_bits_for(args.bits_for))
+
+
+def _print_report(name: str, report) -> None:
+    print(f"{name}:")
+    for pattern_name, count in sorted(report.converted.items()):
+        print(f"  converted  {count:5d}  {pattern_name}")
+    for node, (pattern_name, reason) in sorted(report.skipped.items()):
+        print(f"  skipped           {node}  ({pattern_name}): {reason}")
+    if not report.converted:
+        print("  no node matched a supported pattern")
+    ops = sorted(set(report.ops_before) | set(report.ops_after))
+    changed = [op for op in ops if report.ops_before[op] != report.ops_after[op]]
+    for op in changed:
+        print(f"  op {op:28s} {report.ops_before[op]:5d} -> {report.ops_after[op]:5d}")
+
+
+def _rewrite(args) -> int:
+    from . import convert
+
+    src, dst = Path(args.input), Path(args.output)
+    options = _options(args)
+    done = [0]
+
+    def progress(node_name):
+        done[0] += 1
+        if sys.stderr.isatty():
+            print(f"\r  converting... {done[0]} nodes ({node_name[:40]})".ljust(78), end="", file=sys.stderr)
+
+    if src.is_dir():
+        reports = convert.rewrite_folder(src, dst, options, args.dry_run, progress)
+    else:
+        if dst.is_dir():
+            dst = dst / src.name
+        reports = {src.name: convert.rewrite_file(src, dst, options, args.dry_run, progress)}
+    if sys.stderr.isatty():
+        print("\r".ljust(79) + "\r", end="", file=sys.stderr)
+    for name, report in reports.items():
+        _print_report(name, report)
+    if args.dry_run:
+        print("dry run: nothing written")
+    else:
+        before = sum(convert.model_size(src / n) if src.is_dir() else convert.model_size(src) for n in reports)
+        after = sum(convert.model_size(dst / n) if dst.is_dir() else convert.model_size(dst) for n in reports)
+        print(f"size: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB, written to {dst}")
+    return 0
+
+
+def _inspect(args) -> int:
+    from .inspection import describe
+
+    print(describe(Path(args.model)))
+    return 0
+
+
+def _verify(args) -> int:
+    from .verify import verify
+
+    return verify(Path(args.original), Path(args.rewritten), threads=args.threads)
 
 
 def _demo(args) -> int:
@@ -12,12 +88,48 @@ def _demo(args) -> int:
     return run_demo(threads=args.threads)
 
 
+def _bench(args) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tmac-ort", description="T-MAC low-bit LUT matmul for ONNX Runtime")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="build a LutGemm layer, run it and check it against the references")
+
+    rw = sub.add_parser("rewrite", help="replace quantised/float MatMuls by com.tmac.LutGemm")
+    rw.add_argument("input", help="model.onnx, or a folder (onnxruntime-genai or Optimum export)")
+    rw.add_argument("-o", "--output", required=True, help="output model file or (for a folder input) new folder")
+    rw.add_argument("--bits", type=int, default=4, help="bits for float weights (1-4, default 4)")
+    rw.add_argument("--group-size", type=int, default=128, help="group size for float weights (-1: whole row)")
+    sym = rw.add_mutually_exclusive_group()
+    sym.add_argument("--symmetric", dest="symmetric", action="store_true", default=True)
+    sym.add_argument("--asymmetric", dest="symmetric", action="store_false")
+    rw.add_argument("--include", action="append", default=[], metavar="REGEX", help="only nodes whose name matches")
+    rw.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="leave matching nodes (e.g. lm_head)")
+    rw.add_argument("--bits-for", action="append", default=[], metavar="REGEX=BITS", help="mixed precision by node name")
+    rw.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+    rw.set_defaults(func=_rewrite)
+
+    ins = sub.add_parser("inspect", help="what is quantised how in a model")
+    ins.add_argument("model")
+    ins.set_defaults(func=_inspect)
+
+    ver = sub.add_parser("verify", help="run original and rewritten models on the same inputs, report errors")
+    ver.add_argument("original")
+    ver.add_argument("rewritten")
+    ver.add_argument("--threads", type=int, default=1)
+    ver.set_defaults(func=_verify)
+
+    demo = sub.add_parser("demo", help="a LutGemm layer at 1-4 bits against the references")
     demo.add_argument("--threads", type=int, default=1)
     demo.set_defaults(func=_demo)
+
+    bench = sub.add_parser("bench", help="kernel benchmark: LutGemm vs MatMulNBits vs MatMul (see --help)",
+                           add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_bench)
     return parser
 
 
@@ -26,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("tmac-ort: interrupted; nothing was written", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"tmac-ort: error: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,147 @@
+"""What every rule shares: options, the report, name filters, emitting a LutGemm node."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_ir as ir
+from onnxscript.rewriter import pattern
+
+from tmac_ort import DOMAIN, OP_TYPE, OPSET_VERSION
+from tmac_ort.packing import LAYOUT_VERSION, Geometry, QuantizedWeight
+
+
+@dataclass
+class RewriteOptions:
+    """Options of `tmac-ort rewrite`.
+
+    bits / group_size / symmetric apply where weights are quantised here (float MatMul/Gemm);
+    MatMulNBits and DequantizeLinear sources keep their own quantisation, losslessly.
+    include / exclude are regular expressions on node names (exclude wins);
+    bits_for maps a node-name regex to the bit count for those nodes (mixed precision).
+    patterns selects the source patterns: any of "matmul_nbits", "dequantize_matmul", "float".
+    """
+
+    bits: int = 4
+    group_size: int = 128
+    symmetric: bool = True
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    bits_for: dict[str, int] = field(default_factory=dict)
+    patterns: tuple[str, ...] = ("matmul_nbits", "dequantize_matmul", "float")
+
+    def __post_init__(self):
+        if self.bits not in (1, 2, 3, 4):
+            raise ValueError(f"--bits must be 1, 2, 3 or 4, got {self.bits}")
+        if self.group_size <= 0 or (self.group_size % 8 and self.group_size != -1):
+            raise ValueError(f"--group-size must be a positive multiple of 8 (or -1 for whole rows), got {self.group_size}")
+        for regex in [*self.include, *self.exclude, *self.bits_for]:
+            try:
+                re.compile(regex)
+            except re.error as e:
+                raise ValueError(f"bad regular expression {regex!r}: {e}") from None
+        for regex, bits in self.bits_for.items():
+            if bits not in (1, 2, 3, 4):
+                raise ValueError(f"bits for {regex!r} must be 1..4, got {bits}")
+
+    def excluded(self, name: str) -> str | None:
+        """Why the node `name` is left alone by the user's filters, or None."""
+        if any(re.search(r, name) for r in self.exclude):
+            return "excluded by --exclude"
+        if self.include and not any(re.search(r, name) for r in self.include):
+            return "not matched by --include"
+        return None
+
+    def bits_of(self, name: str) -> int:
+        for regex, bits in self.bits_for.items():
+            if re.search(regex, name):
+                return bits
+        return self.bits
+
+
+@dataclass
+class RewriteReport:
+    converted: Counter = field(default_factory=Counter)  # pattern -> nodes converted
+    skipped: dict[str, tuple[str, str]] = field(default_factory=dict)  # node -> (pattern, reason)
+    ops_before: Counter = field(default_factory=Counter)
+    ops_after: Counter = field(default_factory=Counter)
+    details: list[tuple[str, str, int, int, int, int]] = field(default_factory=list)  # name, pattern, K, N, bits, group
+
+    def skip(self, node: ir.Node, pattern_name: str, reason: str):
+        self.skipped[node.name or f"<unnamed {node.op_type}>"] = (pattern_name, reason)
+        return pattern.MatchResult().fail(reason)
+
+    def add(self, node: ir.Node, pattern_name: str, w: QuantizedWeight):
+        self.converted[pattern_name] += 1
+        self.skipped.pop(node.name, None)
+        self.details.append((node.name, pattern_name, w.K, w.N, w.bits, w.group_size))
+
+
+def constant_array(value: ir.Value | None) -> np.ndarray | None:
+    """The numpy value of an initializer/constant input, or None."""
+    if value is None:
+        return None
+    tensor = value.const_value
+    if tensor is None and value.producer() is not None and value.producer().op_type == "Constant":
+        attr = value.producer().attributes.get("value")
+        tensor = attr.value if attr is not None else None
+    return None if tensor is None else tensor.numpy()
+
+
+def geometry_problem(K: int, N: int, bits: int, group: int) -> str | None:
+    try:
+        Geometry(K, N, bits, group)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+class LutGemmRule(pattern.RewriteRuleClassBase):
+    """Base of the rules: check() computes the QuantizedWeight, rewrite() emits LutGemm."""
+
+    pattern_name = ""
+    option_key = ""
+
+    def __init__(self, options: RewriteOptions, report: RewriteReport, progress=None):
+        super().__init__(name=self.pattern_name)
+        self.options = options
+        self.report = report
+        self.progress = progress
+        self._pending: tuple | None = None  # (node, QuantizedWeight, bias) from the last check
+
+    @classmethod
+    def enabled(cls, options: RewriteOptions) -> bool:
+        return cls.option_key in options.patterns
+
+    def accept(self, node: ir.Node, w: QuantizedWeight, bias: ir.Value | None = None):
+        self._pending = (node, w, bias)
+        return True
+
+    def rewrite(self, op, a, **_):
+        node, w, bias = self._pending
+        self._pending = None
+        self.report.add(node, self.pattern_name, w)
+        if self.progress is not None:
+            self.progress(node.name)
+        y = emit_lut_gemm(op, a, w, node.name or "lut_gemm", bias)
+        y.producer().name = node.name  # keep the layer's name for filters, profiles and reports
+        return y
+
+
+def emit_lut_gemm(op, a: ir.Value, w: QuantizedWeight, prefix: str, bias: ir.Value | None = None):
+    """A LutGemm node with its packed initializers: Y = a @ dequantize(w)^T (+ bias)."""
+    def init(suffix: str, array: np.ndarray) -> ir.Value:
+        return op.initializer(ir.tensor(array, name=f"{prefix}.{suffix}"))
+
+    inputs = [a, init("lut_packed", w.pack()), init("lut_scales", w.scales.astype(np.float32)), None, None, bias]
+    if w.zero_points is not None:
+        inputs[3] = init("lut_zero_points", w.zero_points)
+    if w.offsets is not None:
+        inputs[4] = init("lut_offsets", w.offsets.astype(np.float32))
+    while inputs[-1] is None:
+        inputs.pop()
+    return getattr(op, OP_TYPE)(*inputs, _domain=DOMAIN, _version=OPSET_VERSION, K=w.K, N=w.N, bits=w.bits,
+                 group_size=w.group_size, layout_version=LAYOUT_VERSION)

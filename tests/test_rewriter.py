@@ -1,0 +1,227 @@
+"""tmac-ort rewrite: MatMulNBits, DequantizeLinear+MatMul and float MatMul/Gemm -> LutGemm."""
+
+import json
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from onnx import helper, numpy_helper
+
+from conftest import make_session, relative_rms
+from tmac_ort import cli, matmul_nbits, packing, reference, schema
+from tmac_ort.rewriter import RewriteOptions, rewrite_model
+
+
+def matmul_nbits_model(qw, bias=None, name="layer0"):
+    m = matmul_nbits.make_matmul_nbits_model(qw, accuracy_level=4)
+    m.graph.node[0].name = name
+    if bias is not None:
+        while len(m.graph.node[0].input) < 5:
+            m.graph.node[0].input.append("")
+        m.graph.node[0].input.append("bias")
+        m.graph.initializer.append(numpy_helper.from_array(bias, "bias"))
+    return m
+
+
+def rewrite(model_proto, **options):
+    model = ir.serde.deserialize_model(model_proto)
+    report = rewrite_model(model, RewriteOptions(**options))
+    return ir.serde.serialize_model(model), report
+
+
+def lut_weight(model_proto) -> packing.QuantizedWeight:
+    """The weight a rewritten one-node model's LutGemm computes with, unpacked from its initializers."""
+    node = next(n for n in model_proto.graph.node if n.op_type == "LutGemm")
+    attrs = {a.name: a.i for a in node.attribute}
+    inits = {i.name: numpy_helper.to_array(i) for i in model_proto.graph.initializer}
+    get = lambda i: inits[node.input[i]] if len(node.input) > i and node.input[i] else None  # noqa: E731
+    q = packing.unpack(get(1), attrs["bits"], attrs["K"], attrs["N"])
+    return packing.QuantizedWeight(q, get(2), attrs["bits"], attrs["group_size"], zero_points=get(3), offsets=get(4))
+
+
+@pytest.mark.parametrize("N", [192, 256])
+@pytest.mark.parametrize("block", [32, 64, 128])
+@pytest.mark.parametrize("asymmetric", [False, True])
+@pytest.mark.parametrize("bits", [2, 4])
+def test_matmul_nbits_is_converted_losslessly(rng, bits, asymmetric, block, N):
+    K = 512
+    qw = packing.quantize_rtn(rng.standard_normal((N, K)).astype(np.float32), bits, block, symmetric=not asymmetric)
+    bias = rng.standard_normal(N).astype(np.float32)
+    source = matmul_nbits_model(qw, bias)
+    rewritten, report = rewrite(source)
+    assert report.converted == {"MatMulNBits": 1}
+    assert [n.op_type for n in rewritten.graph.node] == ["LutGemm"]
+    # bit-identical dequantised weights
+    np.testing.assert_array_equal(lut_weight(rewritten).dequantize(), qw.dequantize())
+    a = rng.standard_normal((4, K)).astype(np.float32)
+    exact = reference.matmul_dequantized(a, qw, bias)
+    lut = make_session(rewritten).run(None, {"A": a})[0]
+    ort_int8 = make_session(source, library=False).run(None, {"A": a})[0]
+    assert relative_rms(lut, exact) <= 3 * relative_rms(ort_int8, exact)
+
+
+def test_matmul_nbits_8_bit_is_skipped_with_reason(rng):
+    qw = packing.quantize_rtn(rng.standard_normal((64, 128)).astype(np.float32), 4, 32)
+    m = matmul_nbits_model(qw)
+    for a in m.graph.node[0].attribute:
+        if a.name == "bits":
+            a.i = 8
+    _, report = rewrite(m)
+    assert not report.converted
+    assert "bits=8" in report.skipped["layer0"][1]
+
+
+def dq_matmul_model(q_kn, scale, zp, dtype, block):
+    elem = {"uint4": onnx.TensorProto.UINT4, "int4": onnx.TensorProto.INT4, "uint2": onnx.TensorProto.UINT2,
+            "int2": onnx.TensorProto.INT2}[dtype]
+    K, N = q_kn.shape
+    inits = [helper.make_tensor("wq", elem, [K, N], q_kn.flatten().tolist()),
+             numpy_helper.from_array(scale, "scale"), helper.make_tensor("zp", elem, list(zp.shape), zp.flatten().tolist())]
+    nodes = [helper.make_node("DequantizeLinear", ["wq", "scale", "zp"], ["w"], axis=0, block_size=block),
+             helper.make_node("MatMul", ["A", "w"], ["Y"], name="mm")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("A", onnx.TensorProto.FLOAT, ["M", K])],
+                              [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, ["M", N])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21 if "4" in dtype else 25)])
+    model.ir_version = 10 if "4" in dtype else 11
+    return model
+
+
+@pytest.mark.parametrize("dtype", ["uint4", "int4", "uint2", "int2"])
+def test_dequantize_linear_matmul_is_converted_losslessly(rng, dtype):
+    K, N, block = 256, 96, 64
+    bits = 4 if "4" in dtype else 2
+    lo, hi = (0, 1 << bits) if dtype.startswith("u") else (-(1 << (bits - 1)), 1 << (bits - 1))
+    q = rng.integers(lo, hi, size=(K, N))
+    zp = rng.integers(lo, hi, size=(K // block, N))
+    scale = (rng.random((K // block, N)) + 0.5).astype(np.float32)
+    source = dq_matmul_model(q, scale, zp, dtype, block)
+    rewritten, report = rewrite(source)
+    assert report.converted == {"DequantizeLinear+MatMul": 1}, report.skipped
+    w_float = (np.repeat(scale, block, axis=0) * (q - np.repeat(zp, block, axis=0))).astype(np.float32)  # [K, N]
+    np.testing.assert_array_equal(lut_weight(rewritten).dequantize(), w_float.T)
+    a = rng.standard_normal((3, K)).astype(np.float32)
+    expected = make_session(source, library=False).run(None, {"A": a})[0]  # ORT's own DequantizeLinear+MatMul
+    y = make_session(rewritten).run(None, {"A": a})[0]
+    assert relative_rms(y, expected) < 2e-2
+
+
+def float_model(weights: dict[str, np.ndarray], gemm_bias=None):
+    nodes, inits, x = [], [], "A"
+    for i, (name, w) in enumerate(weights.items()):
+        inits.append(numpy_helper.from_array(w, f"{name}.weight"))
+        out = f"h{i}"
+        if gemm_bias is not None and i == 0:
+            inits.append(numpy_helper.from_array(gemm_bias, "bias"))
+            nodes.append(helper.make_node("Gemm", [x, f"{name}.weight", "bias"], [out], name=name, transB=1))
+        else:
+            nodes.append(helper.make_node("MatMul", [x, f"{name}.weight"], [out], name=name))
+        x = out
+    K = next(iter(weights.values())).shape[1 if gemm_bias is not None else 0]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("A", onnx.TensorProto.FLOAT, ["M", K])],
+                              [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    return model
+
+
+def test_float_matmuls_are_quantised_with_options_and_filters(rng):
+    w = {"mlp.up": rng.standard_normal((128, 256)).astype(np.float32),
+         "mlp.down": rng.standard_normal((256, 128)).astype(np.float32),
+         "lm_head": rng.standard_normal((128, 64)).astype(np.float32)}
+    rewritten, report = rewrite(float_model(w), bits=4, group_size=64, exclude=["lm_head"], bits_for={"down": 2})
+    assert report.converted == {"MatMul (float)": 2}
+    assert report.skipped["lm_head"][1] == "excluded by --exclude"
+    bits = {n.name: {a.name: a.i for a in n.attribute}["bits"] for n in rewritten.graph.node if n.op_type == "LutGemm"}
+    assert bits == {"mlp.up": 4, "mlp.down": 2}
+    a = rng.standard_normal((2, 128)).astype(np.float32)
+    deq = {name: packing.quantize_rtn(w[name].T, bits, 64).dequantize().T for name, bits in bits.items()}
+    expected = a @ deq["mlp.up"] @ deq["mlp.down"] @ w["lm_head"]
+    y = make_session(rewritten).run(None, {"A": a})[0]
+    assert relative_rms(y, expected) < 3e-2
+
+
+def test_ternary_weights_are_packed_exactly(rng):
+    scale = (rng.random(64) + 0.5).astype(np.float32)
+    w_nk = rng.integers(-1, 2, size=(64, 256)).astype(np.float32) * scale[:, None]
+    bias = rng.standard_normal(64).astype(np.float32)
+    rewritten, report = rewrite(float_model({"gemm": w_nk}, gemm_bias=bias), bits=4)
+    assert report.converted == {"Gemm (float)": 1}
+    qw = lut_weight(rewritten)
+    assert qw.bits == 2
+    np.testing.assert_array_equal(qw.dequantize(), w_nk)
+    a = rng.standard_normal((2, 256)).astype(np.float32)
+    assert relative_rms(make_session(rewritten).run(None, {"A": a})[0], a @ w_nk.T + bias) < 2e-2
+
+
+def test_rewritten_model_passes_onnx_checker_and_shape_inference(rng):
+    qw = packing.quantize_rtn(rng.standard_normal((192, 256)).astype(np.float32), 4, 64)
+    rewritten, _ = rewrite(matmul_nbits_model(qw))
+    schema.register()
+    onnx.checker.check_model(rewritten, full_check=True)
+    inferred = onnx.shape_inference.infer_shapes(rewritten, strict_mode=True)
+    assert inferred.graph.output[0].type.tensor_type.shape.dim[1].dim_value == 192
+
+
+# ---- the CLI -------------------------------------------------------------------------------
+
+
+def test_cli_rewrites_a_file_and_refuses_to_overwrite_it(tmp_path, rng, capsys):
+    qw = packing.quantize_rtn(rng.standard_normal((192, 256)).astype(np.float32), 2, 32, symmetric=False)
+    src = tmp_path / "m.onnx"
+    src.write_bytes(matmul_nbits_model(qw).SerializeToString())
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "out.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "converted      1  MatMulNBits" in out and "com.tmac.LutGemm" in out
+    assert [n.op_type for n in onnx.load(tmp_path / "out.onnx").graph.node] == ["LutGemm"]
+    before = src.read_bytes()
+    assert cli.main(["rewrite", str(src), "-o", str(src)]) == 1
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert src.read_bytes() == before
+    assert cli.main(["inspect", str(tmp_path / "out.onnx")]) == 0
+    assert "LutGemm" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"", b"not an onnx model at all", None])
+def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, rng, capsys, content):
+    src = tmp_path / "bad.onnx"
+    if content is None:  # a truncated real model
+        qw = packing.quantize_rtn(rng.standard_normal((64, 128)).astype(np.float32), 4, 32)
+        content = matmul_nbits_model(qw).SerializeToString()[:200]
+    src.write_bytes(content)
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "out.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tmac-ort: error:") and err.count("\n") == 1
+    assert not (tmp_path / "out.onnx").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.onnx"]
+
+
+def test_cli_dry_run_and_unknown_flags(tmp_path, rng, capsys):
+    src = tmp_path / "m.onnx"
+    src.write_bytes(float_model({"fc": rng.standard_normal((64, 32)).astype(np.float32)}).SerializeToString())
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--dry-run", "--group-size", "32"]) == 0
+    assert "dry run" in capsys.readouterr().out and not (tmp_path / "o.onnx").exists()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--frobnicate"])
+    assert e.value.code == 2
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--group-size", "48"]) == 1
+    assert "no node matched" in capsys.readouterr().err and not (tmp_path / "o.onnx").exists()
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--group-size", "32"]) == 0
+    assert "converted      1  MatMul (float)" in capsys.readouterr().out
+
+
+def test_cli_rewrites_a_genai_folder_and_registers_the_library(tmp_path, rng):
+    folder = tmp_path / "genai"
+    folder.mkdir()
+    qw = packing.quantize_rtn(rng.standard_normal((192, 256)).astype(np.float32), 4, 32)
+    (folder / "model.onnx").write_bytes(matmul_nbits_model(qw).SerializeToString())
+    (folder / "genai_config.json").write_text(json.dumps({"model": {"decoder": {"filename": "model.onnx",
+                                                                             "session_options": {}}}}))
+    (folder / "tokenizer.json").write_text("{}")
+    assert cli.main(["rewrite", str(folder), "-o", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    config = json.loads((out / "genai_config.json").read_text())
+    library = config["model"]["decoder"]["session_options"]["custom_ops_library"]
+    assert (out / "tokenizer.json").exists() and library.endswith(".so") and (out / "libtmac_ort_ops.so").exists()
+    assert [n.op_type for n in onnx.load(out / "model.onnx").graph.node] == ["LutGemm"]
+    assert cli.main(["rewrite", str(folder), "-o", str(out)]) == 1  # exists: refused

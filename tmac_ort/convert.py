@@ -1,0 +1,114 @@
+"""Rewriting model files and folders (the API behind `tmac-ort rewrite`).
+
+Outputs are written atomically: everything goes to a temporary sibling first and is moved
+into place only when complete, so a crash or Ctrl-C never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnx_ir as ir
+
+from . import get_library_path
+
+EXTERNAL_DATA_THRESHOLD = 1 << 30  # bytes of initializers above which weights go to a .data file
+
+
+def load_model(path: Path) -> ir.Model:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        model = ir.load(str(path))
+    except Exception as e:  # onnx raises DecodeError, ValueError, ... on garbage
+        raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+    if len(model.graph) == 0 and not model.graph.outputs:
+        raise ValueError(f"{path}: not an ONNX model (no graph)")
+    return model
+
+
+def initializer_bytes(model: ir.Model) -> int:
+    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+
+
+def save_model(model: ir.Model, path: Path) -> None:
+    """Saves next to `path` under a temporary name, then renames (weights to path.data if large)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmac-", dir=path.parent))
+    try:
+        external = initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
+        data_name = path.name + ".data"
+        ir.save(model, str(tmp / path.name), external_data=data_name if external else None)
+        if external:
+            os.replace(tmp / data_name, path.parent / data_name)
+        os.replace(tmp / path.name, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def model_size(path: Path) -> int:
+    """Bytes of a model file and its external data files."""
+    total = path.stat().st_size
+    for data in path.parent.glob(path.name + "*.data"):
+        total += data.stat().st_size
+    return total
+
+
+def rewrite_file(src: Path, dst: Path, options=None, dry_run: bool = False, progress=None,
+                 allow_unchanged: bool = False):
+    from tmac_ort.rewriter import rewrite_model
+
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise ValueError("refusing to overwrite the input model; give another output path")
+    model = load_model(src)
+    report = rewrite_model(model, options, progress)
+    if not report.converted and not allow_unchanged:
+        raise ValueError(f"{src}: no node matched a supported pattern; nothing written")
+    if not dry_run:
+        save_model(model, dst)
+    return report
+
+
+def register_in_genai_config(folder: Path, library_name: str) -> None:
+    """Points onnxruntime-genai's decoder at the op library copied into the model folder."""
+    config_path = folder / "genai_config.json"
+    config = json.loads(config_path.read_text())
+    session_options = config.setdefault("model", {}).setdefault("decoder", {}).setdefault("session_options", {})
+    session_options["custom_ops_library"] = library_name
+    config_path.write_text(json.dumps(config, indent=4))
+
+
+def rewrite_folder(src: Path, dst: Path, options=None, dry_run: bool = False, progress=None):
+    """Rewrites every .onnx model of a folder (genai or Optimum export) into a new folder."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        raise ValueError(f"{dst} exists; give a new output folder")
+    models = sorted(src.glob("*.onnx"))
+    if not models:
+        raise ValueError(f"{src}: no .onnx model in this folder")
+    reports = {}
+    tmp = Path(tempfile.mkdtemp(prefix=".tmac-", dir=dst.parent if dst.parent.exists() else None))
+    try:
+        data_files = {d.name for m in models for d in src.glob(m.name + "*.data")}
+        for item in src.iterdir():
+            if item.suffix != ".onnx" and item.name not in data_files:
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        for m in models:  # a folder may hold models without matmuls (e.g. an embedding model)
+            reports[m.name] = rewrite_file(m, tmp / m.name, options, dry_run, progress, allow_unchanged=True)
+        if not any(r.converted for r in reports.values()):
+            raise ValueError(f"{src}: no node matched a supported pattern; nothing written")
+        if not dry_run:
+            library = Path(get_library_path())
+            shutil.copy2(library, tmp / library.name)
+            if (tmp / "genai_config.json").is_file():
+                # absolute path of the copy inside the output folder: onnxruntime-genai loads it as given
+                register_in_genai_config(tmp, str(dst.resolve() / library.name))
+            os.replace(tmp, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return reports
