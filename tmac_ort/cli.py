@@ -88,12 +88,6 @@ def _demo(args) -> int:
     return run_demo(threads=args.threads)
 
 
-def _bench(args) -> int:
-    from .bench import main as bench_main
-
-    return bench_main(args.bench_args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tmac-ort", description="T-MAC low-bit LUT matmul for ONNX Runtime")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,14 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=int, default=1)
     demo.set_defaults(func=_demo)
 
-    bench = sub.add_parser("bench", help="kernel benchmark: LutGemm vs MatMulNBits vs MatMul (see --help)",
-                           add_help=False)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    bench.set_defaults(func=_bench)
+    sub.add_parser("bench", help="kernel benchmark: LutGemm vs MatMulNBits vs MatMul (tmac-ort bench --help)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # the benchmark has its own argument parser
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

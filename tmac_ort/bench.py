@@ -1,0 +1,180 @@
+"""`tmac-ort bench`: LutGemm against ONNX Runtime's MatMulNBits and fp32 MatMul.
+
+Every configuration runs in one process with identical session options; the sessions of a
+configuration are timed interleaved (round-robin, several rounds) and the median is kept.
+Writes a markdown table, a CSV and (with matplotlib) a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096), (576, 1536), (1536, 576), (576, 49152)]  # K x N
+
+
+def read_bandwidth_gbs(megabytes: int = 512) -> float:
+    """Single-thread DRAM read bandwidth measured with a numpy reduction (best of 5)."""
+    a = np.ones(megabytes * (1 << 20) // 8, dtype=np.float64)
+    best = 0.0
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a.sum()
+        best = max(best, a.nbytes / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+@dataclass
+class Contender:
+    name: str
+    session: object
+    weight_bytes: int
+
+
+def _session(model, threads, extra_config=None, library=False):
+    import onnxruntime as ort
+
+    from . import session_options
+
+    options = session_options(threads) if library else ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    for key, value in (extra_config or {}).items():
+        options.add_session_config_entry(key, value)
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int) -> list[Contender]:
+    from onnx import helper, numpy_helper
+
+    from . import matmul_nbits, packing
+    from .model import make_lut_gemm_model
+
+    out = []
+    qw = packing.quantize_rtn(w_nk, bits, group, symmetric=True)
+    scale_bytes = qw.scales.nbytes
+    out.append(Contender(f"LutGemm {bits}b", _session(make_lut_gemm_model(qw), threads, library=True),
+                         qw.pack().nbytes + scale_bytes))
+    # ORT at the same bits, or the nearest it has (1 -> 2 bits, 3 -> 4 bits)
+    ort_bits = {1: 2, 2: 2, 3: 4, 4: 4}[bits]
+    q_ort = qw if ort_bits == bits else packing.quantize_rtn(w_nk, ort_bits, group, symmetric=True)
+    nbytes = q_ort.q.size * ort_bits // 8 + q_ort.scales.nbytes
+    for level in (0, 4):
+        model = matmul_nbits.make_matmul_nbits_model(q_ort, accuracy_level=level)
+        out.append(Contender(f"MatMulNBits {ort_bits}b acc{level}", _session(model, threads), nbytes))
+    if ort_bits == 2 and w_nk.shape[0] % 128 == 0:
+        model = matmul_nbits.make_matmul_nbits_model(q_ort, accuracy_level=4)
+        out.append(Contender("MatMulNBits 2b LUT", _session(model, threads, {"mlas.use_lut_gemm": "1"}), nbytes))
+    K = w_nk.shape[1]
+    node = helper.make_node("MatMul", ["A", "W"], ["Y"])
+    graph = helper.make_graph([node], "mm", [helper.make_tensor_value_info("A", 1, ["M", K])],
+                              [helper.make_tensor_value_info("Y", 1, None)], [numpy_helper.from_array(w_nk.T.copy(), "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    out.append(Contender("MatMul fp32", _session(model, threads), w_nk.nbytes))
+    return out
+
+
+def time_interleaved(cs: list[Contender], a: np.ndarray, rounds: int, iters: int) -> list[float]:
+    feed = {"A": a}
+    for c in cs:
+        c.session.run(None, feed)
+    samples = [[] for _ in cs]
+    for _ in range(rounds):
+        for i, c in enumerate(cs):
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                c.session.run(None, feed)
+            samples[i].append((time.perf_counter() - t0) / iters)
+    return [float(np.median(s)) for s in samples]
+
+
+def run(shapes, ms, bits_list, threads_list, group, rounds, out_dir: Path, bandwidth: float):
+    rng = np.random.default_rng(0)
+    rows = []
+    for K, N in shapes:
+        w = (rng.standard_normal((N, K)) * 0.02).astype(np.float32)
+        for threads in threads_list:
+            for bits in bits_list:
+                cs = contenders(w, bits, group, threads)
+                for M in ms:
+                    a = rng.standard_normal((M, K)).astype(np.float32)
+                    iters = max(1, int(2e-3 / max(1e-5, K * N * M * 2e-12)))  # ~ a few ms per sample
+                    times = time_interleaved(cs, a, rounds, min(iters, 50))
+                    lut_time = times[0]
+                    ort_quant = [t for c, t in zip(cs, times) if c.name.startswith("MatMulNBits")]
+                    best_ort = min(ort_quant)
+                    for c, t in zip(cs, times):
+                        rows.append({
+                            "K": K, "N": N, "M": M, "bits": bits, "threads": threads, "kernel": c.name,
+                            "ms": t * 1e3, "gflops": 2 * M * N * K / t / 1e9,
+                            "weight_gbs": c.weight_bytes / t / 1e9,
+                            "bw_share": c.weight_bytes / t / 1e9 / bandwidth,
+                            "ratio_lut_vs_best_ort": lut_time / best_ort,
+                        })
+                    print(f"K={K:5d} N={N:5d} M={M:3d} bits={bits} threads={threads}: "
+                          + "  ".join(f"{c.name} {t * 1e3:.3f}ms" for c, t in zip(cs, times))
+                          + f"  | LutGemm/best ORT {lut_time / best_ort:.2f}", flush=True)
+    write_outputs(rows, out_dir, bandwidth)
+    return rows
+
+
+def write_outputs(rows, out_dir: Path, bandwidth: float):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "bench.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f"Measured single-thread read bandwidth: {bandwidth:.1f} GB/s", "",
+             "| K×N | M | bits | threads | LutGemm ms | best ORT quantised ms (kernel) | fp32 MatMul ms | LutGemm / best ORT | LutGemm weight GB/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    key = lambda r: (r["K"], r["N"], r["M"], r["bits"], r["threads"])  # noqa: E731
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(r)
+    for (K, N, M, bits, threads), rs in groups.items():
+        lut = rs[0]
+        ort = min((r for r in rs if r["kernel"].startswith("MatMulNBits")), key=lambda r: r["ms"])
+        fp32 = next(r for r in rs if r["kernel"] == "MatMul fp32")
+        lines.append(f"| {K}×{N} | {M} | {bits} | {threads} | {lut['ms']:.3f} | {ort['ms']:.3f} ({ort['kernel']}) | "
+                     f"{fp32['ms']:.3f} | **{lut['ratio_lut_vs_best_ort']:.2f}** | {lut['weight_gbs']:.1f} |")
+    (out_dir / "bench.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no plot; pip install 'tmac-ort[bench]')")
+        return
+    fig, ax = plt.subplots(figsize=(10, 4))
+    labels = [f"{K}x{N}\nM{M} {b}b t{t}" for (K, N, M, b, t) in groups]
+    ax.bar(range(len(groups)), [rs[0]["ratio_lut_vs_best_ort"] for rs in groups.values()])
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(range(len(groups)), labels, fontsize=6, rotation=90)
+    ax.set_ylabel("LutGemm time / best ORT quantised time")
+    fig.tight_layout()
+    fig.savefig(out_dir / "bench.png", dpi=120)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="tmac-ort bench", description=__doc__)
+    p.add_argument("--shapes", nargs="*", default=[f"{k}x{n}" for k, n in SHAPES], help="KxN")
+    p.add_argument("--m", nargs="*", type=int, default=[1, 32, 128])
+    p.add_argument("--bits", nargs="*", type=int, default=[1, 2, 3, 4])
+    p.add_argument("--threads", nargs="*", type=int, default=[1, 2])
+    p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--out", default="bench-results")
+    args = p.parse_args(argv)
+    shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes]
+    bandwidth = read_bandwidth_gbs()
+    print(f"single-thread read bandwidth {bandwidth:.1f} GB/s")
+    run(shapes, args.m, args.bits, args.threads, args.group_size, args.rounds, Path(args.out), bandwidth)
+    return 0
