@@ -11,7 +11,8 @@ import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
 from tmac_ort import DOMAIN, OP_TYPE, OPSET_VERSION
-from tmac_ort.packing import LAYOUT_VERSION, Geometry, QuantizedWeight
+from tmac_ort.model import lut_gemm_attributes, lut_gemm_weight_inputs
+from tmac_ort.packing import Geometry, QuantizedWeight
 
 
 @dataclass
@@ -133,15 +134,8 @@ class LutGemmRule(pattern.RewriteRuleClassBase):
 
 def emit_lut_gemm(op, a: ir.Value, w: QuantizedWeight, prefix: str, bias: ir.Value | None = None):
     """A LutGemm node with its packed initializers: Y = a @ dequantize(w)^T (+ bias)."""
-    def init(suffix: str, array: np.ndarray) -> ir.Value:
-        return op.initializer(ir.tensor(array, name=f"{prefix}.{suffix}"))
-
-    inputs = [a, init("lut_packed", w.pack()), init("lut_scales", w.scales.astype(np.float32)), None, None, bias]
-    if w.zero_points is not None:
-        inputs[3] = init("lut_zero_points", w.zero_points)
-    if w.offsets is not None:
-        inputs[4] = init("lut_offsets", w.offsets.astype(np.float32))
-    while inputs[-1] is None:
-        inputs.pop()
-    return getattr(op, OP_TYPE)(*inputs, _domain=DOMAIN, _version=OPSET_VERSION, K=w.K, N=w.N, bits=w.bits,
-                 group_size=w.group_size, layout_version=LAYOUT_VERSION)
+    inputs = [a] + [None if item is None else op.initializer(ir.tensor(item[1], name=f"{prefix}.{item[0]}"))
+                     for item in lut_gemm_weight_inputs(w)]
+    if bias is not None:
+        inputs += [None] * (5 - len(inputs)) + [bias]
+    return getattr(op, OP_TYPE)(*inputs, _domain=DOMAIN, _version=OPSET_VERSION, **lut_gemm_attributes(w))

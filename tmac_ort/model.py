@@ -20,21 +20,28 @@ def lut_gemm_attributes(w: QuantizedWeight) -> dict[str, int]:
     }
 
 
-def lut_gemm_initializers(w: QuantizedWeight, prefix: str) -> list[ir.Value]:
-    """packed_weights, scales and (zero_points | offsets | None) as initializer values."""
+def lut_gemm_weight_inputs(w: QuantizedWeight) -> list[tuple[str, np.ndarray] | None]:
+    """LutGemm inputs 1-4 (packed_weights, scales, zero_points, offsets) as (name suffix, array),
+    None for an absent optional input, trailing absences dropped.  Shared by every producer."""
+    inputs = [("lut_packed", w.pack()), ("lut_scales", w.scales.astype(np.float32)), None, None]
+    if w.zero_points is not None:
+        inputs[2] = ("lut_zero_points", w.zero_points)
+    if w.offsets is not None:
+        inputs[3] = ("lut_offsets", w.offsets.astype(np.float32))
+    while inputs[-1] is None:
+        inputs.pop()
+    return inputs
+
+
+def lut_gemm_initializers(w: QuantizedWeight, prefix: str) -> list[ir.Value | None]:
+    """The weight inputs of `lut_gemm_weight_inputs` as initializer values."""
     def const(suffix: str, array: np.ndarray) -> ir.Value:
-        value = ir.Value(name=f"{prefix}{suffix}", const_value=ir.tensor(array, name=f"{prefix}{suffix}"))
+        value = ir.Value(name=f"{prefix}.{suffix}", const_value=ir.tensor(array, name=f"{prefix}.{suffix}"))
         value.shape = ir.Shape(array.shape)
         value.type = ir.TensorType(ir.DataType.from_numpy(array.dtype))
         return value
 
-    values = [const("_packed", w.pack()), const("_scales", w.scales.astype(np.float32))]
-    if w.zero_points is not None:
-        values.append(const("_zero_points", w.zero_points))
-    elif w.offsets is not None:
-        values.append(None)
-        values.append(const("_offsets", w.offsets))
-    return values
+    return [None if item is None else const(*item) for item in lut_gemm_weight_inputs(w)]
 
 
 def make_lut_gemm_model(
