@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -6,10 +8,12 @@ import tmac_ort
 
 
 def make_session(model, threads: int = 1, library: bool = True, kernel: str | None = None, monkeypatch=None):
-    """An InferenceSession for `model` (ModelProto), with the LutGemm library registered."""
+    """An InferenceSession for `model` (a ModelProto, or a path when weights live in external files),
+    with the LutGemm library registered."""
     options = tmac_ort.session_options(threads) if library else ort.SessionOptions()
     options.intra_op_num_threads = threads
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    source = str(model) if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 @pytest.fixture

@@ -225,3 +225,22 @@ def test_cli_rewrites_a_genai_folder_and_registers_the_library(tmp_path, rng):
     assert (out / "tokenizer.json").exists() and library.endswith(".so") and (out / "libtmac_ort_ops.so").exists()
     assert [n.op_type for n in onnx.load(out / "model.onnx").graph.node] == ["LutGemm"]
     assert cli.main(["rewrite", str(folder), "-o", str(out)]) == 1  # exists: refused
+
+
+def test_folder_with_external_data_is_rewritten_into_a_self_contained_folder(tmp_path, rng):
+    """A genai/Optimum folder keeps weights in model.onnx.data; the output must not point back into it."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    qw = packing.quantize_rtn(rng.standard_normal((192, 256)).astype(np.float32), 4, 32)
+    model = matmul_nbits_model(qw, bias=rng.standard_normal(192).astype(np.float32))
+    onnx.save(model, folder / "model.onnx", save_as_external_data=True, location="model.onnx.data",
+              size_threshold=0)
+    a = rng.standard_normal((3, 256)).astype(np.float32)
+    expected = make_session(folder / "model.onnx").run(None, {"A": a})[0]
+    assert cli.main(["rewrite", str(folder), "-o", str(tmp_path / "out")]) == 0
+    for item in folder.iterdir():
+        item.unlink()  # nothing of the source may be needed any more
+    out = tmp_path / "out" / "model.onnx"
+    assert (tmp_path / "out" / "model.onnx.data").is_file()
+    got = make_session(out).run(None, {"A": a})[0]
+    assert relative_rms(got, expected) < 0.02

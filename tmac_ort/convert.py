@@ -35,12 +35,20 @@ def initializer_bytes(model: ir.Model) -> int:
     return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
 
 
+def has_external_tensors(model: ir.Model) -> bool:
+    return any(isinstance(v.const_value, ir.ExternalTensor) for v in model.graph.initializers.values())
+
+
 def save_model(model: ir.Model, path: Path) -> None:
-    """Saves next to `path` under a temporary name, then renames (weights to path.data if large)."""
+    """Saves next to `path` under a temporary name, then renames.
+
+    Weights go to `path.data` when they are large or when the source kept weights in external
+    files: those references point into the source folder, so they must be written anew.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmac-", dir=path.parent))
     try:
-        external = initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
+        external = has_external_tensors(model) or initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
         data_name = path.name + ".data"
         ir.save(model, str(tmp / path.name), external_data=data_name if external else None)
         if external:
