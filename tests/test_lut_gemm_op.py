@@ -140,3 +140,30 @@ def test_ort_infers_output_shape(rng):
     inferred = onnx.shape_inference.infer_shapes(m, strict_mode=True)
     dims = inferred.graph.output[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in dims] == ["batch", "seq", 48]
+
+
+def test_unnamed_dynamic_dims_stay_unknown_for_graph_optimisers(rng):
+    """An unnamed dynamic dim of A must not come out as a concrete -1: ORT would constant-fold
+    Shape(Y) into -1s and reject the Reshape below (seen on Optimum exports)."""
+    from onnx import TensorProto, helper
+
+    qw = quantized(rng, 64, 64, 4, 32, "symmetric")
+    m = lut_model.make_lut_gemm_model(qw, ("batch", "seq"))
+    for d in list(m.graph.input[0].type.tensor_type.shape.dim)[:2]:
+        d.ClearField("dim_param")  # dynamic, no name
+    m.graph.output[0].name = "Y0"
+    m.graph.node[0].output[0] = "Y0"
+    const = lambda name, v: helper.make_node("Constant", [], [name], value=helper.make_tensor(  # noqa: E731
+        name, TensorProto.INT64, [len(v)], v))
+    m.graph.node.extend([
+        helper.make_node("Shape", ["Y0"], ["shape"], start=0, end=2),
+        const("tail", [-1, 16]),
+        helper.make_node("Concat", ["shape", "tail"], ["target"], axis=0),
+        helper.make_node("Reshape", ["Y0", "target"], ["Y"]),
+    ])
+    del m.graph.output[:]
+    m.graph.output.append(helper.make_tensor_value_info("Y", TensorProto.FLOAT, None))
+    a = rng.standard_normal((2, 3, 64)).astype(np.float32)
+    y = make_session(m).run(None, {"A": a})[0]
+    np.testing.assert_allclose(y.reshape(2, 3, 64), reference.lut_gemm(a.reshape(6, 64), qw).reshape(2, 3, 64),
+                               rtol=1e-4, atol=1e-4)

@@ -1,5 +1,6 @@
 #include "lut_gemm_op.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <exception>
 #include <type_traits>
@@ -191,9 +192,18 @@ OrtStatusPtr LutGemmOp<T>::InferShape(OrtShapeInferContext* ctx) {
   if (!status && rank > 0) status = api.GetSymbolicDimensions(a_info, names.data(), rank);
   if (status) return status;
   if (rank == 0) return api.CreateStatus(ORT_INVALID_ARGUMENT, "com.tmac.LutGemm: A must have at least one dimension");
+  // ORT writes a dim without a symbolic name as a concrete value, so an unnamed dynamic dim
+  // would become the number -1 and graph optimisers would fold Shape(Y) into -1s.  Such dims
+  // get a fresh name instead: unknown, and unconstrained like ORT's own "unk__" dims.
+  std::vector<std::string> fresh_names(rank);
   for (size_t i = 0; i < rank; ++i) {
-    if (dims[i] < 0) dims[i] = -1;
     if (names[i] == nullptr) names[i] = "";
+    if (dims[i] < 0 && names[i][0] == '\0') {
+      static std::atomic<uint64_t> counter{0};
+      fresh_names[i] = "tmac_unk__" + std::to_string(counter++);
+      names[i] = fresh_names[i].c_str();
+    }
+    if (dims[i] < 0) dims[i] = -1;
   }
   dims.back() = N;
   names.back() = "";
