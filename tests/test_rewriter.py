@@ -244,3 +244,21 @@ def test_folder_with_external_data_is_rewritten_into_a_self_contained_folder(tmp
     assert (tmp_path / "out" / "model.onnx.data").is_file()
     got = make_session(out).run(None, {"A": a})[0]
     assert relative_rms(got, expected) < 0.02
+
+
+def test_cli_groups_skipped_nodes_by_reason(tmp_path, rng, capsys):
+    """An LLM has dozens of activation x activation MatMuls: one row per reason, not one per node."""
+    model = float_model({"fc": rng.standard_normal((64, 64)).astype(np.float32)})
+    model.graph.input.append(helper.make_tensor_value_info("V", onnx.TensorProto.FLOAT, [64, 64]))
+    x = model.graph.output[0].name
+    for i in range(5):
+        model.graph.node.append(helper.make_node("MatMul", [x, "V"], [f"att{i}"], name=f"attn{i}"))
+        x = f"att{i}"
+    model.graph.output[0].name = x
+    src = tmp_path / "m.onnx"
+    onnx.save(model, src)
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--group-size", "32"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("  skipped")]
+    assert len(rows) == 1 and "    5  MatMul (float): weight is not constant: attn0, attn1, ... (3 more" in rows[0]
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o2.onnx"), "--group-size", "32", "--verbose"]) == 0
+    assert "attn4" in capsys.readouterr().out

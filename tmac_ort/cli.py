@@ -24,12 +24,17 @@ def _options(args):
                           include=args.include, exclude=args.exclude, bits_for=_parse_bits_for(args.bits_for))
 
 
-def _print_report(name: str, report) -> None:
+def _print_report(name: str, report, verbose: bool = False) -> None:
     print(f"{name}:")
     for pattern_name, count in sorted(report.converted.items()):
         print(f"  converted  {count:5d}  {pattern_name}")
+    by_reason: dict[tuple[str, str], list[str]] = {}
     for node, (pattern_name, reason) in sorted(report.skipped.items()):
-        print(f"  skipped           {node}  ({pattern_name}): {reason}")
+        by_reason.setdefault((pattern_name, reason), []).append(node)
+    for (pattern_name, reason), nodes in sorted(by_reason.items()):
+        # one row per reason; the node names only when few (an LLM has dozens of activation matmuls)
+        shown = nodes if verbose or len(nodes) <= 3 else nodes[:2] + [f"... ({len(nodes) - 2} more, --verbose lists them)"]
+        print(f"  skipped    {len(nodes):5d}  {pattern_name}: {reason}: {', '.join(shown)}")
     if not report.converted:
         print("  no node matched a supported pattern")
     ops = sorted(set(report.ops_before) | set(report.ops_after))
@@ -59,7 +64,7 @@ def _rewrite(args) -> int:
     if sys.stderr.isatty():
         print("\r".ljust(79) + "\r", end="", file=sys.stderr)
     for name, report in reports.items():
-        _print_report(name, report)
+        _print_report(name, report, args.verbose)
     if args.dry_run:
         print("dry run: nothing written")
     else:
@@ -102,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     sym.add_argument("--asymmetric", dest="symmetric", action="store_false")
     rw.add_argument("--include", action="append", default=[], metavar="REGEX", help="only nodes whose name matches")
     rw.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="leave matching nodes (e.g. lm_head)")
+    rw.add_argument("--verbose", action="store_true", help="list every skipped node")
     rw.add_argument("--bits-for", action="append", default=[], metavar="REGEX=BITS", help="mixed precision by node name")
     rw.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     rw.set_defaults(func=_rewrite)
