@@ -167,3 +167,16 @@ def test_unnamed_dynamic_dims_stay_unknown_for_graph_optimisers(rng):
     y = make_session(m).run(None, {"A": a})[0]
     np.testing.assert_allclose(y.reshape(2, 3, 64), reference.lut_gemm(a.reshape(6, 64), qw).reshape(2, 3, 64),
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("magnitude", [1e-9, 1e6])
+def test_scales_far_outside_fp16_range_keep_their_precision(rng, monkeypatch, magnitude):
+    """Scales are kept as fp16 in power-of-two units: tiny or huge weights lose nothing."""
+    w = (rng.standard_normal((64, 256)) * magnitude).astype(np.float32)
+    qw = packing.quantize_rtn(w, 4, 64, symmetric=False)
+    a = rng.standard_normal((2, 256)).astype(np.float32)
+    for kernel in KERNELS:
+        y = run(qw, a, kernel=kernel, monkeypatch=monkeypatch)
+        assert_matches_reference(y, a, qw)
+        exact = reference.matmul_dequantized(a, qw)
+        assert np.mean((y - exact) ** 2) / np.mean(exact**2) < 3e-4

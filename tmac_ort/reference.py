@@ -1,11 +1,13 @@
 """Numpy references for LutGemm.
 
 `build_tables` and `lut_gemm` reproduce the kernel's arithmetic (int8 tables, integer
-lookups, fp32 scaling) so the C++ kernels can be checked tightly; `matmul_dequantized` is
+lookups, fp16 per-group scales in power-of-two units, fp32 accumulation) so the C++ kernels can be checked tightly; `matmul_dequantized` is
 the exact math the op approximates (A @ dequantize(W)^T).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -55,6 +57,15 @@ def _constant_term(w: QuantizedWeight) -> np.ndarray:
     return w.scales * mid + offset
 
 
+def as_fp16_units(x: np.ndarray) -> np.ndarray:
+    """x as the kernels keep it: fp16 in units of a power of two that puts max |x| just under 2^15."""
+    x = np.asarray(x, dtype=np.float32)
+    finite = np.abs(x[np.isfinite(x)])
+    max_abs = float(finite.max()) if finite.size else 0.0
+    unit = np.float32(1.0) if max_abs == 0.0 else np.float32(math.ldexp(1.0, math.frexp(max_abs)[1] - 15))
+    return (x / unit).astype(np.float16).astype(np.float32) * unit
+
+
 def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) -> np.ndarray:
     """LutGemm exactly as the kernels compute it, up to fp32 summation order.  a: [M, K]."""
     geo = w.geometry
@@ -66,7 +77,8 @@ def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) 
     quads = q.reshape(w.N, n_quads, QUAD_K)
     quad_idx = np.arange(n_quads)
     quads_per_block = geo.block_k // QUAD_K
-    constant = _constant_term(w)
+    constant = as_fp16_units(_constant_term(w))
+    scales = as_fp16_units(w.scales)
     y = np.zeros((M, w.N), dtype=np.float64)
     for b in range(geo.n_blocks):
         sl = slice(b * quads_per_block, min((b + 1) * quads_per_block, n_quads))
@@ -77,7 +89,7 @@ def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) 
             looked_up = tables[:, quad_idx[sl][None, :], idx]  # [M, N, quads]
             total += looked_up.astype(np.int64).sum(axis=2) << p
         g = geo.group_of_block(b)
-        y += total * (w.scales[:, g][None, :] * half_scale[:, b][:, None]) + constant[:, g][None, :] * block_sum[:, b][:, None]
+        y += total * (scales[:, g][None, :] * half_scale[:, b][:, None]) + constant[:, g][None, :] * block_sum[:, b][:, None]
     if bias is not None:
         y += np.asarray(bias, dtype=np.float32)
     return y.astype(np.float32)

