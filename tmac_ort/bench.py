@@ -36,12 +36,12 @@ class Contender:
     weight_bytes: int
 
 
-def _session(model, threads, extra_config=None, library=False):
+def _session(model, threads, extra_config=None, library: str | None = None):
     import onnxruntime as ort
 
-    from . import session_options
-
-    options = session_options(threads) if library else ort.SessionOptions()
+    options = ort.SessionOptions()
+    if library:
+        options.register_custom_ops_library(library)
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     for key, value in (extra_config or {}).items():
@@ -49,17 +49,21 @@ def _session(model, threads, extra_config=None, library=False):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int) -> list[Contender]:
+def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libraries=()) -> list[Contender]:
     from onnx import helper, numpy_helper
 
-    from . import matmul_nbits, packing
+    from . import get_library_path, matmul_nbits, packing
     from .model import make_lut_gemm_model
 
     out = []
     qw = packing.quantize_rtn(w_nk, bits, group, symmetric=True)
-    scale_bytes = qw.scales.nbytes
-    out.append(Contender(f"LutGemm {bits}b", _session(make_lut_gemm_model(qw), threads, library=True),
-                         qw.pack().nbytes + scale_bytes))
+    # what the kernel streams: the planes, and an fp16 scale and constant per group
+    nbytes = qw.pack().nbytes + 2 * 2 * qw.scales.size
+    model = make_lut_gemm_model(qw)
+    out.append(Contender(f"LutGemm {bits}b", _session(model, threads, library=get_library_path()), nbytes))
+    for library in other_libraries:  # A/B against another build of the op (ablations)
+        out.append(Contender(f"LutGemm {bits}b [{Path(library).parent.name}]",
+                             _session(model, threads, library=str(library)), nbytes))
     # ORT at the same bits, or the nearest it has (1 -> 2 bits, 3 -> 4 bits)
     ort_bits = {1: 2, 2: 2, 3: 4, 4: 4}[bits]
     q_ort = qw if ort_bits == bits else packing.quantize_rtn(w_nk, ort_bits, group, symmetric=True)
@@ -94,14 +98,14 @@ def time_interleaved(cs: list[Contender], a: np.ndarray, rounds: int, iters: int
     return [float(np.median(s)) for s in samples]
 
 
-def run(shapes, ms, bits_list, threads_list, group, rounds, out_dir: Path, bandwidth: float):
+def run(shapes, ms, bits_list, threads_list, group, rounds, out_dir: Path, bandwidth: float, other_libraries=()):
     rng = np.random.default_rng(0)
     rows = []
     for K, N in shapes:
         w = (rng.standard_normal((N, K)) * 0.02).astype(np.float32)
         for threads in threads_list:
             for bits in bits_list:
-                cs = contenders(w, bits, group, threads)
+                cs = contenders(w, bits, group, threads, other_libraries)
                 for M in ms:
                     a = rng.standard_normal((M, K)).astype(np.float32)
                     iters = max(1, int(2e-3 / max(1e-5, K * N * M * 2e-12)))  # ~ a few ms per sample
@@ -172,9 +176,12 @@ def main(argv=None) -> int:
     p.add_argument("--group-size", type=int, default=128)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--out", default="bench-results")
+    p.add_argument("--compare-library", nargs="*", default=[], metavar="SO",
+                   help="other builds of libtmac_ort_ops.so to time side by side (named by their folder)")
     args = p.parse_args(argv)
     shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes]
     bandwidth = read_bandwidth_gbs()
     print(f"single-thread read bandwidth {bandwidth:.1f} GB/s")
-    run(shapes, args.m, args.bits, args.threads, args.group_size, args.rounds, Path(args.out), bandwidth)
+    run(shapes, args.m, args.bits, args.threads, args.group_size, args.rounds, Path(args.out), bandwidth,
+        args.compare_library)
     return 0
