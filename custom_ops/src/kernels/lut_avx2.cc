@@ -28,75 +28,132 @@ inline __m256 LoadHalf8(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
+// One pass over the steps [s_begin, s_end) of a tile for kRows activation rows, covering
+// kPassPairs plane pairs from `first_pair` and, if kSingle, the odd top plane: sum[r][o]
+// (8 int32 channels each, o = 0..3 covering the tile's 32) += 2^plane * table lookups.
+// Each weight chunk is loaded and split into nibbles once and looked up in every row's
+// table, so rows after the first cost only shuffles and adds.
+template <int kBits, int kRows, int kPassPairs, bool kSingle>
+inline void AccumulatePass(const uint8_t* tile, const int8_t* const* tables, int64_t s_begin, int64_t s_end,
+                           int first_pair, __m256i (*sum)[4]) {
+  constexpr int kStepBytes = kTileN * kBits;
+  constexpr int kAcc = 4 * kPassPairs + (kSingle ? 4 : 0);
+  const __m256i low_nibble = _mm256_set1_epi8(0x0f);
+  const __m256i pair_weights = _mm256_set1_epi16(0x0201);  // bytes (1, 2): plane 2p + 2 * plane 2p+1
+  const __m256i even_bytes = _mm256_set1_epi16(0x0001);    // bytes (1, 0)
+  const __m256i odd_bytes = _mm256_set1_epi16(0x0100);     // bytes (0, 1)
+  __m256i acc[kRows][kAcc];
+  for (int r = 0; r < kRows; ++r)
+    for (int i = 0; i < kAcc; ++i) acc[r][i] = _mm256_setzero_si256();
+  for (int64_t s = s_begin; s < s_end; ++s) {
+    const uint8_t* step = tile + s * kStepBytes;
+    __m256i table[kRows];
+    for (int r = 0; r < kRows; ++r) table[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tables[r] + s * 32));
+    for (int q = 0; q < kPassPairs; ++q) {
+      for (int c = 0; c < 2; ++c) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(step + 64 * (first_pair + q) + 32 * c));
+        const __m256i lo = _mm256_and_si256(v, low_nibble);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibble);
+        for (int r = 0; r < kRows; ++r) {
+          __m256i* a = &acc[r][4 * q + 2 * c];
+          a[0] = _mm256_add_epi16(a[0], _mm256_maddubs_epi16(pair_weights, _mm256_shuffle_epi8(table[r], lo)));
+          a[1] = _mm256_add_epi16(a[1], _mm256_maddubs_epi16(pair_weights, _mm256_shuffle_epi8(table[r], hi)));
+        }
+      }
+    }
+    if (kSingle) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(step + 64 * (kBits / 2)));
+      const __m256i lo = _mm256_and_si256(v, low_nibble);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibble);
+      for (int r = 0; r < kRows; ++r) {
+        __m256i* a = &acc[r][4 * kPassPairs];
+        const __m256i t_lo = _mm256_shuffle_epi8(table[r], lo);
+        const __m256i t_hi = _mm256_shuffle_epi8(table[r], hi);
+        a[0] = _mm256_add_epi16(a[0], _mm256_maddubs_epi16(even_bytes, t_lo));
+        a[1] = _mm256_add_epi16(a[1], _mm256_maddubs_epi16(odd_bytes, t_lo));
+        a[2] = _mm256_add_epi16(a[2], _mm256_maddubs_epi16(even_bytes, t_hi));
+        a[3] = _mm256_add_epi16(a[3], _mm256_maddubs_epi16(odd_bytes, t_hi));
+      }
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    for (int o = 0; o < 4; ++o) {
+      for (int q = 0; q < kPassPairs; ++q)
+        sum[r][o] = _mm256_add_epi32(sum[r][o], _mm256_slli_epi32(MergeLanes(acc[r][4 * q + o]), 2 * (first_pair + q)));
+      if (kSingle)
+        sum[r][o] = _mm256_add_epi32(sum[r][o], _mm256_slli_epi32(MergeLanes(acc[r][4 * kPassPairs + o]), kBits - 1));
+    }
+  }
+}
+
+// The integer part of one block.  One row takes all planes in one pass (its accumulators
+// fit in registers); two rows take one plane pair (or the odd plane) per pass instead.
+template <int kBits, int kRows>
+inline void AccumulateBlock(const uint8_t* tile, const int8_t* const* tables, int64_t s_begin, int64_t s_end,
+                            __m256i (*sum)[4]) {
+  constexpr int kPairs = kBits / 2;
+  constexpr bool kOdd = kBits % 2 == 1;
+  if (kRows == 1) {
+    AccumulatePass<kBits, kRows, kPairs, kOdd>(tile, tables, s_begin, s_end, 0, sum);
+  } else {
+    for (int p = 0; p < kPairs; ++p) AccumulatePass<kBits, kRows, 1, false>(tile, tables, s_begin, s_end, p, sum);
+    if (kOdd) AccumulatePass<kBits, kRows, 0, true>(tile, tables, s_begin, s_end, 0, sum);
+  }
+}
+
+// One tile of 32 channels for rows [m0, m0 + kRows): y = sum over blocks of
+// sum * s * step/2 + constant * block_sum, scales loaded once per block for all rows.
+template <int kBits, int kRows>
+void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m0, const OutputRows& out) {
+  const Geometry& g = w.geo;
+  const uint8_t* tile = w.planes + t * g.tile_bytes();
+  const int64_t table_row = g.k_steps * 2 * kTableBytes;
+  const int8_t* tables[kRows];
+  for (int r = 0; r < kRows; ++r) tables[r] = act.tables + (m0 + r) * table_row;
+  __m256 y[kRows][4];
+  for (int r = 0; r < kRows; ++r)
+    for (int o = 0; o < 4; ++o) y[r][o] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < g.n_blocks; ++b) {
+    __m256i sum[kRows][4];
+    for (int r = 0; r < kRows; ++r)
+      for (int o = 0; o < 4; ++o) sum[r][o] = _mm256_setzero_si256();
+    AccumulateBlock<kBits, kRows>(tile, tables, b * g.block_steps(), std::min((b + 1) * g.block_steps(), g.k_steps), sum);
+    const int64_t at = (t * g.n_groups + g.group_of_block(b)) * kTileN;
+    for (int o = 0; o < 4; ++o) {
+      const __m256 scale = LoadHalf8(&w.scale[at + 8 * o]);
+      const __m256 constant = LoadHalf8(&w.constant[at + 8 * o]);
+      for (int r = 0; r < kRows; ++r) {
+        const int64_t rb = (m0 + r) * g.n_blocks + b;
+        const __m256 half_scale = _mm256_set1_ps(act.half_scale[rb] * w.scale_unit);
+        const __m256 block_sum = _mm256_set1_ps(act.block_sum[rb] * w.constant_unit);
+        y[r][o] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][o]), _mm256_mul_ps(scale, half_scale),
+                                  _mm256_fmadd_ps(constant, block_sum, y[r][o]));
+      }
+    }
+  }
+  const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
+  for (int r = 0; r < kRows; ++r) {
+    float* dst = out.y + (m0 + r) * out.ldy + t * kTileN;
+    alignas(32) float tmp[kTileN];
+    for (int o = 0; o < 4; ++o) _mm256_store_ps(tmp + 8 * o, y[r][o]);
+    for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
+  }
+}
+
+// Rows go in blocks whose tables fit in L2 (each tile then reads them from there rather than
+// from L3), two rows at a time within a block.
 template <int kBits>
 void GemmTilesAvx2(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
                    int64_t tile_end, const OutputRows& out) {
-  constexpr int kPairs = kBits / 2;
-  constexpr bool kSingle = kBits % 2 == 1;
-  constexpr int kStepBytes = kTileN * kBits;
-  const Geometry& g = w.geo;
-  const __m256i low_nibble = _mm256_set1_epi8(0x0f);
-  const __m256i pair_weights = _mm256_set1_epi16(0x0201);  // bytes (1, 2)
-  const __m256i even_bytes = _mm256_set1_epi16(0x0001);    // bytes (1, 0)
-  const __m256i odd_bytes = _mm256_set1_epi16(0x0100);     // bytes (0, 1)
-  const int64_t table_row = g.k_steps * 2 * kTableBytes;
-
-  for (int64_t t = tile_begin; t < tile_end; ++t) {
-    const uint8_t* tile = w.planes + t * g.tile_bytes();
-    for (int64_t m = 0; m < act.rows; ++m) {
-      const int8_t* tables = act.tables + m * table_row;
-      __m256 y[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-      for (int64_t b = 0; b < g.n_blocks; ++b) {
-        __m256i pair_acc[kPairs > 0 ? kPairs : 1][4];
-        __m256i single_acc[4];
-        for (int o = 0; o < 4; ++o) {
-          for (int p = 0; p < kPairs; ++p) pair_acc[p][o] = _mm256_setzero_si256();
-          single_acc[o] = _mm256_setzero_si256();
-        }
-        const int64_t s_end = std::min((b + 1) * g.block_steps(), g.k_steps);
-        for (int64_t s = b * g.block_steps(); s < s_end; ++s) {
-          const __m256i table = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tables + s * 32));
-          const uint8_t* step = tile + s * kStepBytes;
-          for (int p = 0; p < kPairs; ++p) {
-            for (int c = 0; c < 2; ++c) {
-              const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(step + 64 * p + 32 * c));
-              const __m256i lo = _mm256_and_si256(v, low_nibble);
-              const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibble);
-              pair_acc[p][2 * c] = _mm256_add_epi16(
-                  pair_acc[p][2 * c], _mm256_maddubs_epi16(pair_weights, _mm256_shuffle_epi8(table, lo)));
-              pair_acc[p][2 * c + 1] = _mm256_add_epi16(
-                  pair_acc[p][2 * c + 1], _mm256_maddubs_epi16(pair_weights, _mm256_shuffle_epi8(table, hi)));
-            }
-          }
-          if (kSingle) {
-            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(step + 64 * kPairs));
-            const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(v, low_nibble));
-            const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibble));
-            single_acc[0] = _mm256_add_epi16(single_acc[0], _mm256_maddubs_epi16(even_bytes, lo));
-            single_acc[1] = _mm256_add_epi16(single_acc[1], _mm256_maddubs_epi16(odd_bytes, lo));
-            single_acc[2] = _mm256_add_epi16(single_acc[2], _mm256_maddubs_epi16(even_bytes, hi));
-            single_acc[3] = _mm256_add_epi16(single_acc[3], _mm256_maddubs_epi16(odd_bytes, hi));
-          }
-        }
-        // Flush the block: combine planes in int32, then y += sum * s * step/2 + constant * block_sum.
-        const int64_t at = (t * g.n_groups + g.group_of_block(b)) * kTileN;
-        const __m256 half_scale = _mm256_set1_ps(act.half_scale[m * g.n_blocks + b] * w.scale_unit);
-        const __m256 block_sum = _mm256_set1_ps(act.block_sum[m * g.n_blocks + b] * w.constant_unit);
-        for (int o = 0; o < 4; ++o) {
-          __m256i sum = _mm256_setzero_si256();
-          for (int p = 0; p < kPairs; ++p)
-            sum = _mm256_add_epi32(sum, _mm256_slli_epi32(MergeLanes(pair_acc[p][o]), 2 * p));
-          if (kSingle) sum = _mm256_add_epi32(sum, _mm256_slli_epi32(MergeLanes(single_acc[o]), kBits - 1));
-          const __m256 scale = _mm256_mul_ps(LoadHalf8(&w.scale[at + 8 * o]), half_scale);
-          const __m256 constant = LoadHalf8(&w.constant[at + 8 * o]);
-          y[o] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, _mm256_fmadd_ps(constant, block_sum, y[o]));
-        }
-      }
-      float* dst = out.y + m * out.ldy + t * kTileN;
-      const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
-      alignas(32) float tmp[kTileN];
-      for (int o = 0; o < 4; ++o) _mm256_store_ps(tmp + 8 * o, y[o]);
-      for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
+  constexpr int64_t kTableBudget = 256 * 1024;
+  const int64_t table_row_bytes = w.geo.k_steps * 2 * kTableBytes;
+  const int64_t block_rows = std::max<int64_t>(2, kTableBudget / table_row_bytes) & ~int64_t(1);
+  for (int64_t m_begin = 0; m_begin < act.rows; m_begin += block_rows) {
+    const int64_t m_end = std::min(act.rows, m_begin + block_rows);
+    for (int64_t t = tile_begin; t < tile_end; ++t) {
+      int64_t m = m_begin;
+      for (; m + 2 <= m_end; m += 2) TileRows<kBits, 2>(w, act, t, m, out);
+      if (m < m_end) TileRows<kBits, 1>(w, act, t, m, out);
     }
   }
 }
