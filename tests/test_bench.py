@@ -14,3 +14,19 @@ def test_bench_writes_table_and_csv(tmp_path, capsys):
     assert all(float(r["ms"]) > 0 for r in rows)
     table = (tmp_path / "bench.md").read_text()
     assert table.count("| 256×128 |") == 4
+
+
+def test_ternary_contenders_compute_the_same_product():
+    """The ternary comparison is fair only if LutGemm and MatMulNBits hold the same weights."""
+    import numpy as np
+
+    from tmac_ort import bench
+
+    rng = np.random.default_rng(0)
+    cs, ternary = bench.ternary_contenders((rng.standard_normal((128, 256)) * 0.02).astype(np.float32), 1)
+    assert set(np.unique(np.round(ternary / np.abs(ternary).max(axis=1, keepdims=True), 6))) == {-1.0, 0.0, 1.0}
+    a = rng.standard_normal((1, 256)).astype(np.float32)
+    exact = a.astype(np.float64) @ ternary.T.astype(np.float64)
+    for c in cs:
+        y = c.session.run(None, {"A": a})[0]
+        assert np.sqrt(np.mean((y - exact) ** 2) / np.mean(exact**2)) < 0.02, c.name

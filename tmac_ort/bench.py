@@ -84,6 +84,67 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
     return out
 
 
+def ternary_contenders(w_nk: np.ndarray, threads: int) -> tuple[list[Contender], np.ndarray]:
+    """BitNet-style ternary weights (sign of w, zero where |w| is small, one scale per row):
+    LutGemm packs them exactly at 2 bits with one group per row (what `tmac-ort rewrite`
+    does on detecting them); ORT gets the same values as 2-bit MatMulNBits (block 128)."""
+    from . import get_library_path, matmul_nbits
+    from .model import make_lut_gemm_model
+    from .packing import QuantizedWeight
+    from .rewriter.float_matmul import exact_ternary
+
+    scale = np.abs(w_nk).mean(axis=1, keepdims=True)
+    ternary = (np.sign(w_nk) * (np.abs(w_nk) > 0.5 * scale) * scale).astype(np.float32)
+    qw = exact_ternary(ternary)
+    out = [Contender("LutGemm ternary", _session(make_lut_gemm_model(qw), threads, library=get_library_path()),
+                     qw.pack().nbytes)]
+    N, K = w_nk.shape
+    blocks = K // 128
+    q_ort = QuantizedWeight(qw.q, np.repeat(qw.scales, blocks, axis=1), 2, 128,
+                            zero_points=np.ones((N, blocks), np.uint8))
+    nbytes = q_ort.q.size // 4 + q_ort.scales.nbytes
+    out.append(Contender("MatMulNBits 2b acc4", _session(matmul_nbits.make_matmul_nbits_model(q_ort, 4), threads), nbytes))
+    if N % 128 == 0:
+        out.append(Contender("MatMulNBits 2b LUT", _session(matmul_nbits.make_matmul_nbits_model(q_ort, 4), threads,
+                                                            {"mlas.use_lut_gemm": "1"}), nbytes))
+    return out, ternary
+
+
+def llama_cpp_tq2_0_ms(test_backend_ops: str, K: int, N: int) -> float | None:
+    """llama.cpp's TQ2_0 GEMV time from its own `test-backend-ops perf` (1 thread on a 2-core
+    machine: it uses half the cores), or None when it has no case for this shape."""
+    import re
+    import subprocess
+
+    done = subprocess.run([test_backend_ops, "perf", "-o", "MUL_MAT", "-b", "CPU",
+                           "-p", f"type_a=tq2_0,type_b=f32,m={N},n=1,k={K},"], capture_output=True, text=True)
+    found = re.search(r"([0-9.]+) us/run", done.stdout)
+    return float(found.group(1)) / 1e3 if found else None
+
+
+def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None) -> None:
+    K, N = shape
+    rng = np.random.default_rng(0)
+    cs, _ = ternary_contenders((rng.standard_normal((N, K)) * 0.02).astype(np.float32), threads)
+    a = rng.standard_normal((1, K)).astype(np.float32)
+    samples = {c.name: [] for c in cs}
+    if llama_cpp:
+        samples["llama.cpp TQ2_0"] = []
+    for _ in range(rounds):  # llama.cpp runs in its own process: alternate with ours, medians of each
+        for c, t in zip(cs, time_interleaved(cs, a, 1, 50)):
+            samples[c.name].append(t * 1e3)
+        if llama_cpp:
+            ms = llama_cpp_tq2_0_ms(llama_cpp, K, N)
+            if ms is None:
+                raise SystemExit(f"llama.cpp test-backend-ops has no TQ2_0 case for K={K} N={N}")
+            samples["llama.cpp TQ2_0"].append(ms)
+    medians = {name: float(np.median(v)) for name, v in samples.items()}
+    lut = medians["LutGemm ternary"]
+    print(f"ternary K={K} N={N} M=1 threads={threads}, medians of {rounds} rounds:")
+    for name, ms in medians.items():
+        print(f"  {name:22s} {ms:.3f} ms   LutGemm / this {lut / ms:.2f}")
+
+
 def time_interleaved(cs: list[Contender], a: np.ndarray, rounds: int, iters: int) -> list[float]:
     feed = {"A": a}
     for c in cs:
@@ -178,8 +239,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="bench-results")
     p.add_argument("--compare-library", nargs="*", default=[], metavar="SO",
                    help="other builds of libtmac_ort_ops.so to time side by side (named by their folder)")
+    p.add_argument("--ternary", action="store_true",
+                   help="ternary weights, M=1, first shape and thread count only (add --llama-cpp to compare)")
+    p.add_argument("--llama-cpp", metavar="TEST_BACKEND_OPS",
+                   help="llama.cpp's test-backend-ops binary: adds its TQ2_0 GEMV to --ternary")
     args = p.parse_args(argv)
     shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes]
+    if args.ternary:
+        run_ternary(shapes[0], args.threads[0], args.rounds, args.llama_cpp)
+        return 0
     bandwidth = read_bandwidth_gbs()
     print(f"single-thread read bandwidth {bandwidth:.1f} GB/s")
     run(shapes, args.m, args.bits, args.threads, args.group_size, args.rounds, Path(args.out), bandwidth,
