@@ -30,6 +30,8 @@ struct Geometry {
   int64_t packed_bytes() const { return n_tiles * tile_bytes(); }
   int64_t block_steps() const { return block_k / kStepK; }
   int64_t group_of_block(int64_t b) const { return (b * block_k) / group_size; }
+  // Blocks never straddle groups: a group is one block, a whole number of blocks, or the row.
+  int64_t blocks_per_group() const { return group_size == K ? n_blocks : group_size / block_k; }
 };
 
 // Fills `g` from K, N, bits and group size; returns nullptr or a message saying what is wrong.

@@ -45,6 +45,7 @@ inline void AccumulatePass(const uint8_t* tile, const int8_t* const* tables, int
   __m256i acc[kRows][kAcc];
   for (int r = 0; r < kRows; ++r)
     for (int i = 0; i < kAcc; ++i) acc[r][i] = _mm256_setzero_si256();
+#pragma GCC unroll 2
   for (int64_t s = s_begin; s < s_end; ++s) {
     const uint8_t* step = tile + s * kStepBytes;
     __m256i table[kRows];
@@ -55,9 +56,10 @@ inline void AccumulatePass(const uint8_t* tile, const int8_t* const* tables, int
         const __m256i lo = _mm256_and_si256(v, low_nibble);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibble);
         for (int r = 0; r < kRows; ++r) {
-          __m256i* a = &acc[r][4 * q + 2 * c];
-          a[0] = _mm256_add_epi16(a[0], _mm256_maddubs_epi16(pair_weights, _mm256_shuffle_epi8(table[r], lo)));
-          a[1] = _mm256_add_epi16(a[1], _mm256_maddubs_epi16(pair_weights, _mm256_shuffle_epi8(table[r], hi)));
+          acc[r][4 * q + 2 * c] = _mm256_add_epi16(acc[r][4 * q + 2 * c],
+                                                   _mm256_maddubs_epi16(pair_weights, _mm256_shuffle_epi8(table[r], lo)));
+          acc[r][4 * q + 2 * c + 1] = _mm256_add_epi16(acc[r][4 * q + 2 * c + 1],
+                                                       _mm256_maddubs_epi16(pair_weights, _mm256_shuffle_epi8(table[r], hi)));
         }
       }
     }
@@ -65,14 +67,14 @@ inline void AccumulatePass(const uint8_t* tile, const int8_t* const* tables, int
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(step + 64 * (kBits / 2)));
       const __m256i lo = _mm256_and_si256(v, low_nibble);
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibble);
+      constexpr int kS = 4 * kPassPairs;  // the single plane's accumulators
       for (int r = 0; r < kRows; ++r) {
-        __m256i* a = &acc[r][4 * kPassPairs];
         const __m256i t_lo = _mm256_shuffle_epi8(table[r], lo);
         const __m256i t_hi = _mm256_shuffle_epi8(table[r], hi);
-        a[0] = _mm256_add_epi16(a[0], _mm256_maddubs_epi16(even_bytes, t_lo));
-        a[1] = _mm256_add_epi16(a[1], _mm256_maddubs_epi16(odd_bytes, t_lo));
-        a[2] = _mm256_add_epi16(a[2], _mm256_maddubs_epi16(even_bytes, t_hi));
-        a[3] = _mm256_add_epi16(a[3], _mm256_maddubs_epi16(odd_bytes, t_hi));
+        acc[r][kS + 0] = _mm256_add_epi16(acc[r][kS + 0], _mm256_maddubs_epi16(even_bytes, t_lo));
+        acc[r][kS + 1] = _mm256_add_epi16(acc[r][kS + 1], _mm256_maddubs_epi16(odd_bytes, t_lo));
+        acc[r][kS + 2] = _mm256_add_epi16(acc[r][kS + 2], _mm256_maddubs_epi16(even_bytes, t_hi));
+        acc[r][kS + 3] = _mm256_add_epi16(acc[r][kS + 3], _mm256_maddubs_epi16(odd_bytes, t_hi));
       }
     }
   }
@@ -113,12 +115,18 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
   __m256 y[kRows][4];
   for (int r = 0; r < kRows; ++r)
     for (int o = 0; o < 4; ++o) y[r][o] = _mm256_setzero_ps();
+  const int64_t blocks_per_group = g.blocks_per_group();
+  int64_t group = 0, blocks_left_in_group = blocks_per_group;  // (no division in the loop)
   for (int64_t b = 0; b < g.n_blocks; ++b) {
     __m256i sum[kRows][4];
     for (int r = 0; r < kRows; ++r)
       for (int o = 0; o < 4; ++o) sum[r][o] = _mm256_setzero_si256();
     AccumulateBlock<kBits, kRows>(tile, tables, b * g.block_steps(), std::min((b + 1) * g.block_steps(), g.k_steps), sum);
-    const int64_t at = (t * g.n_groups + g.group_of_block(b)) * kTileN;
+    const int64_t at = (t * g.n_groups + group) * kTileN;
+    if (--blocks_left_in_group == 0) {
+      ++group;
+      blocks_left_in_group = blocks_per_group;
+    }
     for (int o = 0; o < 4; ++o) {
       const __m256 scale = LoadHalf8(&w.scale[at + 8 * o]);
       const __m256 constant = LoadHalf8(&w.constant[at + 8 * o]);
