@@ -146,16 +146,21 @@ def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None) -> None
 
 
 def time_interleaved(cs: list[Contender], a: np.ndarray, rounds: int, iters: int) -> list[float]:
+    """Median seconds per run of each contender; each sample repeats a contender up to `iters`
+    times, fewer for slow ones (about 5 ms a sample), so one pathological path cannot stall a run."""
     feed = {"A": a}
+    reps = []
     for c in cs:
+        t0 = time.perf_counter()
         c.session.run(None, feed)
+        reps.append(max(1, min(iters, int(5e-3 / max(time.perf_counter() - t0, 1e-6)))))
     samples = [[] for _ in cs]
     for _ in range(rounds):
         for i, c in enumerate(cs):
             t0 = time.perf_counter()
-            for _ in range(iters):
+            for _ in range(reps[i]):
                 c.session.run(None, feed)
-            samples[i].append((time.perf_counter() - t0) / iters)
+            samples[i].append((time.perf_counter() - t0) / reps[i])
     return [float(np.median(s)) for s in samples]
 
 
@@ -169,8 +174,7 @@ def run(shapes, ms, bits_list, threads_list, group, rounds, out_dir: Path, bandw
                 cs = contenders(w, bits, group, threads, other_libraries)
                 for M in ms:
                     a = rng.standard_normal((M, K)).astype(np.float32)
-                    iters = max(1, int(2e-3 / max(1e-5, K * N * M * 2e-12)))  # ~ a few ms per sample
-                    times = time_interleaved(cs, a, rounds, min(iters, 50))
+                    times = time_interleaved(cs, a, rounds, 50)
                     lut_time = times[0]
                     ort_quant = [t for c, t in zip(cs, times) if c.name.startswith("MatMulNBits")]
                     best_ort = min(ort_quant)

