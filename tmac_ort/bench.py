@@ -42,6 +42,9 @@ def _session(model, threads, extra_config=None, library: str | None = None):
     options = ort.SessionOptions()
     if library:
         options.register_custom_ops_library(library)
+    # Every session owns a thread pool; idle workers spinning in one session's pool would
+    # steal the second core from the session being timed next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     for key, value in (extra_config or {}).items():
@@ -157,6 +160,7 @@ def time_interleaved(cs: list[Contender], a: np.ndarray, rounds: int, iters: int
     samples = [[] for _ in cs]
     for _ in range(rounds):
         for i, c in enumerate(cs):
+            c.session.run(None, feed)  # untimed: weights back in cache after the other contenders
             t0 = time.perf_counter()
             for _ in range(reps[i]):
                 c.session.run(None, feed)
@@ -164,11 +168,12 @@ def time_interleaved(cs: list[Contender], a: np.ndarray, rounds: int, iters: int
     return [float(np.median(s)) for s in samples]
 
 
-def run(shapes, ms, bits_list, threads_list, group, rounds, out_dir: Path, bandwidth: float, other_libraries=()):
+def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, bandwidth: float, other_libraries=()):
     rng = np.random.default_rng(0)
     rows = []
     for K, N in shapes:
         w = (rng.standard_normal((N, K)) * 0.02).astype(np.float32)
+        group = next(g for g in (group_size, 64, 32) if K % g == 0)  # 576 = 9 x 64
         for threads in threads_list:
             for bits in bits_list:
                 cs = contenders(w, bits, group, threads, other_libraries)

