@@ -45,8 +45,7 @@ inline void AccumulatePass(const uint8_t* tile, const int8_t* const* tables, int
   __m256i acc[kRows][kAcc];
   for (int r = 0; r < kRows; ++r)
     for (int i = 0; i < kAcc; ++i) acc[r][i] = _mm256_setzero_si256();
-#pragma GCC unroll 2
-  for (int64_t s = s_begin; s < s_end; ++s) {
+  auto accumulate_step = [&](int64_t s) {
     const uint8_t* step = tile + s * kStepBytes;
     __m256i table[kRows];
     for (int r = 0; r < kRows; ++r) table[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tables[r] + s * 32));
@@ -77,7 +76,15 @@ inline void AccumulatePass(const uint8_t* tile, const int8_t* const* tables, int
         acc[r][kS + 3] = _mm256_add_epi16(acc[r][kS + 3], _mm256_maddubs_epi16(odd_bytes, t_hi));
       }
     }
+  };
+  int64_t s = s_begin;
+  if (kRows == 1) {  // unrolled by two: GCC otherwise copies every accumulator each step
+    for (; s + 2 <= s_end; s += 2) {
+      accumulate_step(s);
+      accumulate_step(s + 1);
+    }
   }
+  for (; s < s_end; ++s) accumulate_step(s);
   for (int r = 0; r < kRows; ++r) {
     for (int o = 0; o < 4; ++o) {
       for (int q = 0; q < kPassPairs; ++q)
