@@ -262,3 +262,23 @@ def test_cli_groups_skipped_nodes_by_reason(tmp_path, rng, capsys):
     assert len(rows) == 1 and "    5  MatMul (float): weight is not constant: attn0, attn1, ... (3 more" in rows[0]
     assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o2.onnx"), "--group-size", "32", "--verbose"]) == 0
     assert "attn4" in capsys.readouterr().out
+
+
+def test_verify_inputs_take_the_kv_head_size_from_a_genai_config(tmp_path):
+    """genai models name the KV-cache head size symbolically ('kv_cache_dim'); verify must not guess it."""
+    from tmac_ort import verify
+
+    (tmp_path / "genai_config.json").write_text(json.dumps({"model": {"decoder": {"head_size": 64}}}))
+
+    class Input:
+        def __init__(self, name, shape, type_):
+            self.name, self.shape, self.type = name, shape, type_
+
+    class Session:
+        def get_inputs(self):
+            return [Input("input_ids", ["batch_size", "sequence_length"], "tensor(int64)"),
+                    Input("past_key_values.0.key", ["batch_size", 3, "past_sequence_length", "kv_cache_dim"],
+                          "tensor(float)")]
+
+    feed = verify.make_inputs(Session(), seq_len=5, head_size=verify.genai_head_size(tmp_path / "model.onnx"))
+    assert feed["input_ids"].shape == (1, 5) and feed["past_key_values.0.key"].shape == (1, 3, 0, 64)

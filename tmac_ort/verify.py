@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,15 @@ _NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(in
           "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
 
 
-def make_inputs(session, seq_len: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+def genai_head_size(model_path: Path) -> int | None:
+    """onnxruntime-genai models name the KV-cache head size symbolically; their config has it."""
+    config = Path(model_path).parent / "genai_config.json"
+    if not config.is_file():
+        return None
+    return json.loads(config.read_text()).get("model", {}).get("decoder", {}).get("head_size")
+
+
+def make_inputs(session, seq_len: int = 8, seed: int = 0, head_size: int | None = None) -> dict[str, np.ndarray]:
     """Random activations; for LLM graphs a fixed prompt (token ids), an all-ones mask and empty past."""
     rng = np.random.default_rng(seed)
     feed = {}
@@ -22,6 +31,8 @@ def make_inputs(session, seq_len: int = 8, seed: int = 0) -> dict[str, np.ndarra
                 shape.append(d)
             elif "past" in name and i == 2:
                 shape.append(0)
+            elif "past" in name and i == 3 and head_size:
+                shape.append(head_size)
             elif i == 0:
                 shape.append(1)
             else:
@@ -56,7 +67,7 @@ def verify(original: Path, rewritten: Path, threads: int = 1) -> int:
 
     s_orig = ort.InferenceSession(str(original), session_options(threads))
     s_new = ort.InferenceSession(str(rewritten), session_options(threads))
-    feed = make_inputs(s_orig)
+    feed = make_inputs(s_orig, head_size=genai_head_size(original))
     names = [o.name for o in s_orig.get_outputs()]
     for name, a, b in zip(names, s_orig.run(names, feed), s_new.run(names, feed)):
         stats = "  ".join(f"{k} {v:.3e}" if k != "top1_agreement" else f"{k} {v:.1%}" for k, v in compare(a, b).items())

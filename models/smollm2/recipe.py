@@ -408,7 +408,7 @@ def stage_profile(work: Path, threads: int, out: Path) -> None:
     import onnxruntime as ort
 
     import tmac_ort
-    from tmac_ort.verify import make_inputs
+    from tmac_ort.verify import genai_head_size, make_inputs
 
     result = {}
     for name in ("genai-int4", "genai-lut4", "genai-lut2"):
@@ -416,7 +416,7 @@ def stage_profile(work: Path, threads: int, out: Path) -> None:
         options.enable_profiling = True
         options.profile_file_prefix = str(out.parent / name)
         session = ort.InferenceSession(str(work / name / "model.onnx"), options)
-        feed = make_inputs(session, seq_len=1)
+        feed = make_inputs(session, seq_len=1, head_size=genai_head_size(work / name / "model.onnx"))
         for _ in range(20):
             session.run(None, feed)
         trace = json.loads(Path(session.end_profiling()).read_text())
