@@ -87,6 +87,14 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
     return out
 
 
+def group_dividing(K: int, preferred: int) -> int:
+    """`preferred`, else 64 or 32 (576 = 9 x 64): a group size that divides K."""
+    for group in (preferred, 64, 32):
+        if K % group == 0:
+            return group
+    raise SystemExit(f"K={K}: no group size of {preferred}, 64 or 32 divides it")
+
+
 def ternary_contenders(w_nk: np.ndarray, threads: int) -> tuple[list[Contender], np.ndarray]:
     """BitNet-style ternary weights (sign of w, zero where |w| is small, one scale per row):
     LutGemm packs them exactly at 2 bits with one group per row (what `tmac-ort rewrite`
@@ -102,8 +110,9 @@ def ternary_contenders(w_nk: np.ndarray, threads: int) -> tuple[list[Contender],
     out = [Contender("LutGemm ternary", _session(make_lut_gemm_model(qw), threads, library=get_library_path()),
                      qw.pack().nbytes)]
     N, K = w_nk.shape
-    blocks = K // 128
-    q_ort = QuantizedWeight(qw.q, np.repeat(qw.scales, blocks, axis=1), 2, 128,
+    block = group_dividing(K, 128)
+    blocks = K // block
+    q_ort = QuantizedWeight(qw.q, np.repeat(qw.scales, blocks, axis=1), 2, block,
                             zero_points=np.ones((N, blocks), np.uint8))
     nbytes = q_ort.q.size // 4 + q_ort.scales.nbytes
     out.append(Contender("MatMulNBits 2b acc4", _session(matmul_nbits.make_matmul_nbits_model(q_ort, 4), threads), nbytes))
@@ -173,7 +182,7 @@ def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, 
     rows = []
     for K, N in shapes:
         w = (rng.standard_normal((N, K)) * 0.02).astype(np.float32)
-        group = next(g for g in (group_size, 64, 32) if K % g == 0)  # 576 = 9 x 64
+        group = group_dividing(K, group_size)
         for threads in threads_list:
             for bits in bits_list:
                 cs = contenders(w, bits, group, threads, other_libraries)
