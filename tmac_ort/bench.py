@@ -74,8 +74,7 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
     for level in (0, 4):
         model = matmul_nbits.make_matmul_nbits_model(q_ort, accuracy_level=level)
         out.append(Contender(f"MatMulNBits {ort_bits}b acc{level}", _session(model, threads), nbytes))
-    if ort_bits == 2 and w_nk.shape[0] % 128 == 0:
-        model = matmul_nbits.make_matmul_nbits_model(q_ort, accuracy_level=4)
+    if ort_bits == 2 and w_nk.shape[0] % 128 == 0:  # the level-4 model, on ORT's LUT path
         out.append(Contender("MatMulNBits 2b LUT", _session(model, threads, {"mlas.use_lut_gemm": "1"}), nbytes))
     K = w_nk.shape[1]
     node = helper.make_node("MatMul", ["A", "W"], ["Y"])
@@ -115,10 +114,10 @@ def ternary_contenders(w_nk: np.ndarray, threads: int) -> tuple[list[Contender],
     q_ort = QuantizedWeight(qw.q, np.repeat(qw.scales, blocks, axis=1), 2, block,
                             zero_points=np.ones((N, blocks), np.uint8))
     nbytes = q_ort.q.size // 4 + q_ort.scales.nbytes
-    out.append(Contender("MatMulNBits 2b acc4", _session(matmul_nbits.make_matmul_nbits_model(q_ort, 4), threads), nbytes))
+    model = matmul_nbits.make_matmul_nbits_model(q_ort, 4)
+    out.append(Contender("MatMulNBits 2b acc4", _session(model, threads), nbytes))
     if N % 128 == 0:
-        out.append(Contender("MatMulNBits 2b LUT", _session(matmul_nbits.make_matmul_nbits_model(q_ort, 4), threads,
-                                                            {"mlas.use_lut_gemm": "1"}), nbytes))
+        out.append(Contender("MatMulNBits 2b LUT", _session(model, threads, {"mlas.use_lut_gemm": "1"}), nbytes))
     return out, ternary
 
 

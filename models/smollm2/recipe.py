@@ -244,28 +244,21 @@ STAGES = {
                                          "--bits-for", "lm_head=4"),
 }
 
-# (output folder, environment, stage), in order
+# Plans: (output folder, environment, stage), each step after the ones it reads.
+HF_STEP = ("hf", "optimum", "hf")
+GENAI_SPEED_STEPS = [(name, "genai", name) for name in ("genai-int4", "genai-lut4", "genai-fp32", "genai-lut2")]
+SPEED_MODELS = ("genai-int4", "genai-lut4", "genai-lut2")  # what bench and profile compare
 BUILD_PLAN = [
-    ("hf", "optimum", "hf"),
+    HF_STEP,
     ("optimum-fp32", "optimum", "optimum-export"),
     ("optimum-lut4", "optimum", "optimum-lut4"),
-    ("genai-int4", "genai", "genai-int4"),
+    *GENAI_SPEED_STEPS,
     ("genai-int4-acc0", "genai", "genai-int4-acc0"),
-    ("genai-lut4", "genai", "genai-lut4"),
-    ("genai-fp32", "genai", "genai-fp32"),
-    ("genai-lut2", "genai", "genai-lut2"),
 ]
-
 
 # The random ~1B Llama (speed only) lives in a sub-folder of the SmolLM2 work folder.
 RANDOM_1B = "llama-1b-random"
-RANDOM_1B_PLAN = [
-    ("hf", "genai", "hf-random"),
-    ("genai-int4", "genai", "genai-int4"),
-    ("genai-lut4", "genai", "genai-lut4"),
-    ("genai-fp32", "genai", "genai-fp32"),
-    ("genai-lut2", "genai", "genai-lut2"),
-]
+RANDOM_1B_PLAN = [("hf", "genai", "hf-random"), *GENAI_SPEED_STEPS]
 
 
 def build(work: Path, model: str = "smollm2") -> Path:
@@ -275,7 +268,7 @@ def build(work: Path, model: str = "smollm2") -> Path:
     if model == RANDOM_1B:
         plan, folder = RANDOM_1B_PLAN, work / RANDOM_1B
         folder.mkdir(exist_ok=True)
-        run_plan(work, [step for step in BUILD_PLAN if step[0] == "hf"])  # the tokenizer it borrows
+        run_plan(work, [HF_STEP])  # the tokenizer it borrows
     run_plan(folder, plan)
     log(f"built in {folder}")
     return folder
@@ -341,13 +334,18 @@ def stage_generate(work: Path, side: str, new_tokens: int, out: Path) -> None:
     out.write_text(json.dumps({f.name: generate(f, PROMPTS, new_tokens) for f in folders}, indent=1))
 
 
+def stage_result(env: str, stage: str, work: Path, *extra) -> dict:
+    """Runs a stage that writes JSON (to --out) in `env` and returns what it wrote."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"{stage}.json"
+        in_env(env, stage, work, *extra, "--out", out)
+        return json.loads(out.read_text())
+
+
 def generate_all(work: Path, new_tokens: int) -> dict:
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for side in ENVS:
-            out = Path(tmp) / f"{side}.json"
-            in_env(side, "generate", work, "--side", side, "--new-tokens", str(new_tokens), "--out", out)
-            results.update(json.loads(out.read_text()))
+    for side in ENVS:
+        results.update(stage_result(side, "generate", work, "--side", side, "--new-tokens", str(new_tokens)))
     return results
 
 
@@ -358,7 +356,7 @@ def timed_generation(model, tokenizer, prompt_tokens: int, new_tokens: int) -> t
     """Seconds for the prefill of `prompt_tokens` and per decoded token (greedy)."""
     import onnxruntime_genai as og
 
-    ids = (list(range(1000, 1000 + prompt_tokens)))
+    ids = list(range(1000, 1000 + prompt_tokens))
     params = og.GeneratorParams(model)
     params.set_search_options(max_length=prompt_tokens + new_tokens, min_length=prompt_tokens + new_tokens,
                               do_sample=False)
@@ -380,7 +378,7 @@ def stage_bench(work: Path, threads: int, rounds: int, out: Path) -> None:
 
     import onnxruntime_genai as og
 
-    names = [n for n in ("genai-int4", "genai-lut4", "genai-lut2") if (work / n).exists()]
+    names = [n for n in SPEED_MODELS if (work / n).exists()]
     models = {}
     for name in names:
         config = og.Config(str(work / name))
@@ -404,20 +402,20 @@ def stage_profile(work: Path, threads: int, out: Path) -> None:
     """Share of a decode step (one token, empty cache) spent in each op type, from ORT's profiler."""
     import collections
 
-    import numpy as np
     import onnxruntime as ort
 
     import tmac_ort
     from tmac_ort.verify import genai_head_size, make_inputs
 
+    steps = 20
     result = {}
-    for name in ("genai-int4", "genai-lut4", "genai-lut2"):
+    for name in SPEED_MODELS:
         options = tmac_ort.session_options(threads)
         options.enable_profiling = True
         options.profile_file_prefix = str(out.parent / name)
         session = ort.InferenceSession(str(work / name / "model.onnx"), options)
         feed = make_inputs(session, seq_len=1, head_size=genai_head_size(work / name / "model.onnx"))
-        for _ in range(20):
+        for _ in range(steps):
             session.run(None, feed)
         trace = json.loads(Path(session.end_profiling()).read_text())
         per_op = collections.Counter()
@@ -426,22 +424,8 @@ def stage_profile(work: Path, threads: int, out: Path) -> None:
                 per_op[event["args"]["op_name"]] += event["dur"]
         total = sum(per_op.values())
         result[name] = {op: dur / total for op, dur in per_op.most_common(4)}
-        result[name]["step_ms"] = float(np.float64(total) / 20 / 1e3)
+        result[name]["step_ms"] = total / steps / 1e3  # profiler durations are in microseconds
     out.write_text(json.dumps(result, indent=1))
-
-
-def profile(work: Path, threads: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "profile.json"
-        in_env("genai", "profile", work, "--threads", str(threads), "--out", out)
-        return json.loads(out.read_text())
-
-
-def bench(work: Path, threads: int, rounds: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "bench.json"
-        in_env("genai", "bench", work, "--threads", str(threads), "--rounds", str(rounds), "--out", out)
-        return json.loads(out.read_text())
 
 
 def bench_table(result: dict, threads: int, model: str) -> str:
@@ -486,9 +470,10 @@ def main(argv=None) -> int:
     if args.command == "generate":
         print(json.dumps(generate_all(folder, args.new_tokens), indent=1))
     elif args.command == "bench":
-        print(bench_table(bench(folder, args.threads, args.rounds), args.threads, args.model))
+        result = stage_result("genai", "bench", folder, "--threads", str(args.threads), "--rounds", str(args.rounds))
+        print(bench_table(result, args.threads, args.model))
     elif args.command == "profile":
-        for name, shares in profile(folder, args.threads).items():
+        for name, shares in stage_result("genai", "profile", folder, "--threads", str(args.threads)).items():
             step = shares.pop("step_ms")
             print(f"{name}: op time per decode step {step:.2f} ms; " +
                   ", ".join(f"{op} {share:.0%}" for op, share in shares.items()))
