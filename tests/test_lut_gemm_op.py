@@ -99,15 +99,29 @@ def test_empty_batch(rng):
     assert y.shape == (0, 32)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("bits", [2, 4])
+def test_zero_points_that_are_all_the_default_take_the_symmetric_path(rng, monkeypatch, bits, kernel):
+    """Explicit zero points of 2^(bits-1) give the same weights as none: the same output."""
+    implicit = quantized(rng, 64, 512, bits, 32, "symmetric")
+    explicit = packing.QuantizedWeight(implicit.q, implicit.scales, bits, 32,
+                                       zero_points=np.full(implicit.scales.shape, 1 << (bits - 1), np.uint8))
+    a = rng.standard_normal((2, 512)).astype(np.float32)
+    y = run(explicit, a, kernel=kernel, monkeypatch=monkeypatch)
+    assert_matches_reference(y, a, explicit)
+    np.testing.assert_array_equal(y, run(implicit, a, kernel=kernel, monkeypatch=monkeypatch))
+
+
 def test_thread_count_does_not_change_results(rng):
     qw = quantized(rng, 1000, 1024, 3, 128, "asymmetric")
     a = rng.standard_normal((5, 1024)).astype(np.float32)
     np.testing.assert_array_equal(run(qw, a, threads=1), run(qw, a, threads=2))
 
 
+@pytest.mark.parametrize("quant", ["symmetric", "asymmetric"])
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
-def test_avx2_and_scalar_kernels_agree(rng, monkeypatch, bits):
-    qw = quantized(rng, 96, 1024, bits, 128, "asymmetric")
+def test_avx2_and_scalar_kernels_agree(rng, monkeypatch, bits, quant):
+    qw = quantized(rng, 96, 1024, bits, 128, quant)
     a = rng.standard_normal((4, 1024)).astype(np.float32)
     y_avx2 = run(qw, a, kernel="avx2", monkeypatch=monkeypatch)
     y_scalar = run(qw, a, kernel="scalar", monkeypatch=monkeypatch)

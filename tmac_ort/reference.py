@@ -47,14 +47,16 @@ def build_tables(a: np.ndarray, geo: Geometry):
 
 
 def _constant_term(w: QuantizedWeight) -> np.ndarray:
-    """s * (2^bits - 1) / 2 + o, with o = -s * z for zero points (see docs/packed-format.md)."""
+    """s * (2^bits - 1) / 2 + o, with o = -s * z for zero points (see docs/packed-format.md).
+
+    For the default zero point 2^(bits-1) this is exactly -s/2, which the kernels use as is.
+    """
     mid = np.float32(((1 << w.bits) - 1) / 2)
     if w.offsets is not None:
-        offset = w.offsets
-    else:
-        z = w.zero_points.astype(np.float32) if w.zero_points is not None else np.float32(1 << (w.bits - 1))
-        offset = -w.scales * z
-    return w.scales * mid + offset
+        return w.scales * mid + w.offsets
+    default_zero = np.float32(1 << (w.bits - 1))
+    z = w.zero_points.astype(np.float32) if w.zero_points is not None else default_zero
+    return np.where(z == default_zero, np.float32(-0.5) * w.scales, w.scales * mid - w.scales * z).astype(np.float32)
 
 
 def as_fp16_units(x: np.ndarray) -> np.ndarray:

@@ -230,7 +230,21 @@ def tmac_rewrite(src: Path, dst: Path, *options: str) -> None:
     run([Path(sys.executable).parent / "tmac-ort", "rewrite", src, "-o", dst, *options])
 
 
+def stage_refresh_libraries(work: Path) -> None:
+    """LutGemm folders carry a copy of the op library: bring it up to this project's build, so
+    a kernel change reaches models built before it (the packed format is versioned, so the
+    folders themselves stay valid)."""
+    from tmac_ort import get_library_path
+
+    library = Path(get_library_path())
+    for copy in sorted(work.glob(f"*/{library.name}")):
+        if copy.read_bytes() != library.read_bytes():
+            shutil.copy2(library, copy)
+            log(f"updated the op library in {copy.parent}")
+
+
 STAGES = {
+    "refresh-libraries": stage_refresh_libraries,
     "hf": stage_hf,
     "hf-random": stage_random_llama,
     "optimum-export": stage_optimum_export,
@@ -270,6 +284,7 @@ def build(work: Path, model: str = "smollm2") -> Path:
         folder.mkdir(exist_ok=True)
         run_plan(work, [HF_STEP])  # the tokenizer it borrows
     run_plan(folder, plan)
+    in_env("genai", "refresh-libraries", folder)
     log(f"built in {folder}")
     return folder
 

@@ -22,6 +22,10 @@ struct PreparedWeights {
   std::vector<uint16_t> constant;   // fp16 of (s[n, g] * (2^bits - 1) / 2 + o[n, g]) / constant_unit
   float scale_unit = 1.f;
   float constant_unit = 1.f;
+  // Every zero point is the default 2^(bits-1), so the constant is exactly -s/2: `constant`
+  // stays empty and kernels derive it from the scale (a quarter less weight traffic at 4
+  // bits and group 32, a fifth at 2 bits).
+  bool symmetric = false;
 };
 
 // Lookup tables of M activation rows, built once per call.

@@ -91,9 +91,13 @@ void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int6
         }
         const int64_t at = (t * g.n_groups + g.group_of_block(b)) * kTileN;
         const float hs = act.half_scale[m * g.n_blocks + b] * w.scale_unit;
-        const float bs = act.block_sum[m * g.n_blocks + b] * w.constant_unit;
-        for (int c = 0; c < kTileN; ++c)
-          y[c] += float(acc[c]) * (HalfToFloat(w.scale[at + c]) * hs) + HalfToFloat(w.constant[at + c]) * bs;
+        const float block_sum = act.block_sum[m * g.n_blocks + b];
+        for (int c = 0; c < kTileN; ++c) {
+          const float s = HalfToFloat(w.scale[at + c]);
+          // symmetric: the constant is -s/2 (see PreparedWeights)
+          const float constant = w.symmetric ? -0.5f * s * w.scale_unit : HalfToFloat(w.constant[at + c]) * w.constant_unit;
+          y[c] += float(acc[c]) * (s * hs) + constant * block_sum;
+        }
       }
       for (int c = 0; c < kTileN && t * kTileN + c < g.N; ++c) {
         const int64_t n = t * kTileN + c;
