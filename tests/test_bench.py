@@ -30,3 +30,29 @@ def test_ternary_contenders_compute_the_same_product():
     for c in cs:
         y = c.session.run(None, {"A": a})[0]
         assert np.sqrt(np.mean((y - exact) ** 2) / np.mean(exact**2)) < 0.02, c.name
+
+
+def test_cold_mode_empties_the_caches_before_every_timed_call():
+    import numpy as np
+
+    from tmac_ort import bench
+
+    rng = np.random.default_rng(0)
+    cs = bench.contenders((rng.standard_normal((128, 256)) * 0.02).astype(np.float32), 2, 32, 1)
+    evictions = []
+    times = bench.time_interleaved(cs, rng.standard_normal((1, 256)).astype(np.float32), 3, 50,
+                                   evict=lambda: evictions.append(1))
+    assert len(evictions) == 3 * len(cs) and all(t > 0 for t in times)
+
+
+def test_cold_table_says_how_it_was_timed(tmp_path):
+    assert cli.main(["bench", "--shapes", "256x128", "--m", "1", "--bits", "2", "--threads", "1",
+                     "--rounds", "1", "--cold", "--out", str(tmp_path)]) == 0
+    assert "cold: caches emptied" in (tmp_path / "bench.md").read_text()
+
+
+def test_read_bandwidth_is_measured_per_thread_count():
+    from tmac_ort import bench
+
+    assert bench.read_bandwidth_gbs(1, megabytes=8) > 0
+    assert bench.read_bandwidth_gbs(2, megabytes=8) > 0

@@ -18,15 +18,41 @@ import numpy as np
 SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096), (576, 1536), (1536, 576), (576, 49152)]  # K x N
 
 
-def read_bandwidth_gbs(megabytes: int = 512) -> float:
-    """Single-thread DRAM read bandwidth measured with a numpy reduction (best of 5)."""
+def read_bandwidth_gbs(threads: int = 1, megabytes: int = 512) -> float:
+    """DRAM read bandwidth of `threads` threads, each summing its share of a 512 MB array
+    with numpy (which releases the GIL while it reduces); best of 5."""
+    from concurrent.futures import ThreadPoolExecutor
+
     a = np.ones(megabytes * (1 << 20) // 8, dtype=np.float64)
+    parts = np.array_split(a, threads)
     best = 0.0
-    for _ in range(5):
-        t0 = time.perf_counter()
-        a.sum()
-        best = max(best, a.nbytes / (time.perf_counter() - t0) / 1e9)
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(5):
+            t0 = time.perf_counter()
+            list(pool.map(np.sum, parts))
+            best = max(best, a.nbytes / (time.perf_counter() - t0) / 1e9)
     return best
+
+
+class CacheEvictor:
+    """Reads a buffer four times the size of the last-level cache, so the next call finds its
+    weights in DRAM, as in decoding a model many times larger than the cache."""
+
+    def __init__(self, megabytes: int | None = None):
+        megabytes = megabytes or 4 * max(32, _last_level_cache_mb())
+        self.buffer = np.ones(megabytes * (1 << 20) // 8, dtype=np.float64)
+
+    def __call__(self) -> None:
+        self.buffer.sum()
+
+
+def _last_level_cache_mb() -> int:
+    import os
+
+    try:
+        return max(int(os.sysconf("SC_LEVEL3_CACHE_SIZE")), int(os.sysconf("SC_LEVEL2_CACHE_SIZE"))) >> 20
+    except (ValueError, OSError):
+        return 32
 
 
 @dataclass
@@ -60,8 +86,9 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
 
     out = []
     qw = packing.quantize_rtn(w_nk, bits, group, symmetric=True)
-    # what the kernel streams: the planes, and an fp16 scale and constant per group
-    nbytes = qw.pack().nbytes + 2 * 2 * qw.scales.size
+    # what the kernel streams: the planes and an fp16 scale per group (symmetric weights need
+    # no constant term, see docs/packed-format.md)
+    nbytes = qw.pack().nbytes + 2 * qw.scales.size
     model = make_lut_gemm_model(qw)
     out.append(Contender(f"LutGemm {bits}b", _session(model, threads, library=get_library_path()), nbytes))
     for library in other_libraries:  # A/B against another build of the op (ablations)
@@ -156,19 +183,23 @@ def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None) -> None
         print(f"  {name:22s} {ms:.3f} ms   LutGemm / this {lut / ms:.2f}")
 
 
-def time_interleaved(cs: list[Contender], a: np.ndarray, rounds: int, iters: int) -> list[float]:
+def time_interleaved(cs: list[Contender], a: np.ndarray, rounds: int, iters: int, evict=None) -> list[float]:
     """Median seconds per run of each contender; each sample repeats a contender up to `iters`
-    times, fewer for slow ones (about 5 ms a sample), so one pathological path cannot stall a run."""
+    times, fewer for slow ones (about 5 ms a sample), so one pathological path cannot stall a run.
+    With `evict` (a CacheEvictor) every sample is one run after the caches were emptied."""
     feed = {"A": a}
     reps = []
     for c in cs:
         t0 = time.perf_counter()
         c.session.run(None, feed)
-        reps.append(max(1, min(iters, int(5e-3 / max(time.perf_counter() - t0, 1e-6)))))
+        reps.append(1 if evict else max(1, min(iters, int(5e-3 / max(time.perf_counter() - t0, 1e-6)))))
     samples = [[] for _ in cs]
     for _ in range(rounds):
         for i, c in enumerate(cs):
-            c.session.run(None, feed)  # untimed: weights back in cache after the other contenders
+            if evict:
+                evict()
+            else:
+                c.session.run(None, feed)  # untimed: weights back in cache after the other contenders
             t0 = time.perf_counter()
             for _ in range(reps[i]):
                 c.session.run(None, feed)
@@ -176,8 +207,11 @@ def time_interleaved(cs: list[Contender], a: np.ndarray, rounds: int, iters: int
     return [float(np.median(s)) for s in samples]
 
 
-def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, bandwidth: float, other_libraries=()):
+def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, bandwidth: dict,
+        other_libraries=(), cold: bool = False):
+    """`bandwidth`: measured read GB/s per thread count."""
     rng = np.random.default_rng(0)
+    evict = CacheEvictor() if cold else None
     rows = []
     for K, N in shapes:
         w = (rng.standard_normal((N, K)) * 0.02).astype(np.float32)
@@ -187,7 +221,7 @@ def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, 
                 cs = contenders(w, bits, group, threads, other_libraries)
                 for M in ms:
                     a = rng.standard_normal((M, K)).astype(np.float32)
-                    times = time_interleaved(cs, a, rounds, 50)
+                    times = time_interleaved(cs, a, rounds, 50, evict)
                     lut_time = times[0]
                     ort_quant = [t for c, t in zip(cs, times) if c.name.startswith("MatMulNBits")]
                     best_ort = min(ort_quant)
@@ -196,24 +230,28 @@ def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, 
                             "K": K, "N": N, "M": M, "bits": bits, "threads": threads, "kernel": c.name,
                             "ms": t * 1e3, "gflops": 2 * M * N * K / t / 1e9,
                             "weight_gbs": c.weight_bytes / t / 1e9,
-                            "bw_share": c.weight_bytes / t / 1e9 / bandwidth,
+                            "bw_share": c.weight_bytes / t / 1e9 / bandwidth[threads],
                             "ratio_lut_vs_best_ort": lut_time / best_ort,
                         })
                     print(f"K={K:5d} N={N:5d} M={M:3d} bits={bits} threads={threads}: "
                           + "  ".join(f"{c.name} {t * 1e3:.3f}ms" for c, t in zip(cs, times))
                           + f"  | LutGemm/best ORT {lut_time / best_ort:.2f}", flush=True)
-    write_outputs(rows, out_dir, bandwidth)
+    write_outputs(rows, out_dir, bandwidth, cold)
     return rows
 
 
-def write_outputs(rows, out_dir: Path, bandwidth: float):
+def write_outputs(rows, out_dir: Path, bandwidth: dict, cold: bool = False):
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "bench.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"Measured single-thread read bandwidth: {bandwidth:.1f} GB/s", "",
-             "| K×N | M | bits | threads | LutGemm ms | best ORT quantised ms (kernel) | fp32 MatMul ms | LutGemm / best ORT | LutGemm weight GB/s |",
+    measured = ", ".join(f"{gbs:.1f} GB/s on {t} thread(s)" for t, gbs in sorted(bandwidth.items()))
+    mode = ("cold: caches emptied before every timed call, weights come from DRAM" if cold else
+            "warm: repeated calls, weights partly or wholly in the caches")
+    lines = [f"Measured read bandwidth: {measured}.  Timing: {mode}.", "",
+             "| K×N | M | bits | threads | LutGemm ms | best ORT quantised ms (kernel) | fp32 MatMul ms | LutGemm / best ORT "
+             "| LutGemm weight GB/s (share of read bandwidth) |",
              "|---|---|---|---|---|---|---|---|---|"]
     key = lambda r: (r["K"], r["N"], r["M"], r["bits"], r["threads"])  # noqa: E731
     groups: dict = {}
@@ -224,7 +262,8 @@ def write_outputs(rows, out_dir: Path, bandwidth: float):
         ort = min((r for r in rs if r["kernel"].startswith("MatMulNBits")), key=lambda r: r["ms"])
         fp32 = next(r for r in rs if r["kernel"] == "MatMul fp32")
         lines.append(f"| {K}×{N} | {M} | {bits} | {threads} | {lut['ms']:.3f} | {ort['ms']:.3f} ({ort['kernel']}) | "
-                     f"{fp32['ms']:.3f} | **{lut['ratio_lut_vs_best_ort']:.2f}** | {lut['weight_gbs']:.1f} |")
+                     f"{fp32['ms']:.3f} | **{lut['ratio_lut_vs_best_ort']:.2f}** | "
+                     f"{lut['weight_gbs']:.1f} ({lut['bw_share']:.0%}) |")
     (out_dir / "bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
@@ -258,6 +297,8 @@ def main(argv=None) -> int:
                    help="other builds of libtmac_ort_ops.so to time side by side (named by their folder)")
     p.add_argument("--ternary", action="store_true",
                    help="ternary weights, M=1, first shape and thread count only (add --llama-cpp to compare)")
+    p.add_argument("--cold", action="store_true",
+                   help="empty the caches before every timed call (weights streamed from DRAM), one call per sample")
     p.add_argument("--llama-cpp", metavar="TEST_BACKEND_OPS",
                    help="llama.cpp's test-backend-ops binary: adds its TQ2_0 GEMV to --ternary")
     args = p.parse_args(argv)
@@ -265,8 +306,8 @@ def main(argv=None) -> int:
     if args.ternary:
         run_ternary(shapes[0], args.threads[0], args.rounds, args.llama_cpp)
         return 0
-    bandwidth = read_bandwidth_gbs()
-    print(f"single-thread read bandwidth {bandwidth:.1f} GB/s")
+    bandwidth = {t: read_bandwidth_gbs(t) for t in sorted(set(args.threads))}
+    print("read bandwidth " + ", ".join(f"{t} thread(s) {gbs:.1f} GB/s" for t, gbs in bandwidth.items()))
     run(shapes, args.m, args.bits, args.threads, args.group_size, args.rounds, Path(args.out), bandwidth,
-        args.compare_library)
+        args.compare_library, args.cold)
     return 0
