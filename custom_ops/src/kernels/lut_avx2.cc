@@ -18,9 +18,11 @@
 namespace tmac {
 namespace {
 
-// The accumulators stay in registers only if the step loop is inlined into the tile loop:
-// as a call (which GCC chose for 4 bits) they pass through memory.
+// The accumulators stay in registers only if the step loop (and the lambdas inside it) is
+// inlined into the tile loop: as a call (which GCC chose for 4 bits, and for the lambdas
+// once the file had more instantiations) they pass through memory.
 #define TMAC_ALWAYS_INLINE inline __attribute__((always_inline))
+#define TMAC_LAMBDA_INLINE __attribute__((always_inline))
 
 // How far ahead of the step being computed the weight stream is prefetched.  Tiles lie one
 // after another, so this runs on into the next tile.  It matters when weights come from
@@ -71,7 +73,7 @@ TMAC_ALWAYS_INLINE void AccumulateSteps(const uint8_t* tile, const int8_t* const
   constexpr int kPairs = kBits / 2;
   const __m256i low_nibble = _mm256_set1_epi8(0x0f);
   const PlaneWeights<kBits> weights;
-  auto accumulate_step = [&](int64_t s) {
+  auto accumulate_step = [&](int64_t s) TMAC_LAMBDA_INLINE {
     const uint8_t* step = tile + s * kStepBytes;
     for (int i = 0; i < kStepBytes; i += 64) _mm_prefetch(reinterpret_cast<const char*>(step + kPrefetchBytes + i), _MM_HINT_T0);
     __m256i table[kRows];
@@ -127,7 +129,7 @@ TMAC_ALWAYS_INLINE void AccumulateBlock(const uint8_t* tile, const int8_t* const
   constexpr int64_t kWindow = WindowSteps<kBits>() >= 32 ? 32 : 16;
   static_assert(kWindow <= WindowSteps<kBits>(), "int16 window overflows");
   __m256i acc[kRows][4];
-  auto accumulate_window = [&](int64_t w) {
+  auto accumulate_window = [&](int64_t w) TMAC_LAMBDA_INLINE {
     for (int r = 0; r < kRows; ++r)
       for (int o = 0; o < 4; ++o) acc[r][o] = _mm256_setzero_si256();
     AccumulateSteps<kBits, kRows>(tile, tables, w, std::min(w + kWindow, s_end), acc);
