@@ -23,8 +23,8 @@ struct PreparedWeights {
   float scale_unit = 1.f;
   float constant_unit = 1.f;
   // Every zero point is the default 2^(bits-1), so the constant is exactly -s/2: `constant`
-  // stays empty and kernels derive it from the scale (a quarter less weight traffic at 4
-  // bits and group 32, a fifth at 2 bits).
+  // stays empty and kernels derive it from the scale (0.5 bit per weight less traffic at
+  // group 32: a tenth of what a 4-bit weight streams, a sixth at 2 bits).
   bool symmetric = false;
 };
 
