@@ -50,9 +50,3 @@ def test_cold_table_says_how_it_was_timed(tmp_path):
                      "--rounds", "1", "--cold", "--out", str(tmp_path)]) == 0
     assert "cold: caches emptied" in (tmp_path / "bench.md").read_text()
 
-
-def test_read_bandwidth_is_measured_per_thread_count():
-    from tmac_ort import bench
-
-    assert bench.read_bandwidth_gbs(1, megabytes=8) > 0
-    assert bench.read_bandwidth_gbs(2, megabytes=8) > 0
