@@ -39,31 +39,31 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
   // leaves (2^bits - 1) / 2 * sum_k a_k; fold it with the zero point or offset into one term.
   const float mid = float((1 << geo.bits) - 1) / 2.f;
   const float default_zero = float(1 << (geo.bits - 1));
-  bool symmetric = quant.offsets == nullptr;
+  bool symmetric = true;  // every zero point the default (see PreparedWeights::symmetric)
   for (int64_t n = 0; n < geo.N; ++n) {
     for (int64_t grp = 0; grp < geo.n_groups; ++grp) {
       const int64_t src = n * geo.n_groups + grp;
       const int64_t dst = ((n / kTileN) * geo.n_groups + grp) * kTileN + n % kTileN;
       const float s = quant.scales[src];
-      float offset;
+      scale[dst] = s;
       if (quant.offsets) {
-        offset = quant.offsets[src];
+        symmetric = false;
+        constant[dst] = s * mid + quant.offsets[src];
       } else {
         const float zero = quant.zero_points ? float(quant.zero_points[src]) : default_zero;
-        offset = -s * zero;
+        symmetric = symmetric && zero == default_zero;
+        // s * mid - s * 2^(bits-1) is -s/2 in exact arithmetic; fp32 may round it otherwise
+        constant[dst] = zero == default_zero ? -0.5f * s : s * mid - s * zero;
       }
-      const bool default_zero_point = !quant.offsets && (!quant.zero_points || quant.zero_points[src] == default_zero);
-      symmetric = symmetric && default_zero_point;
-      scale[dst] = s;
-      // s * mid - s * 2^(bits-1) is -s/2 in exact arithmetic; fp32 may round it otherwise
-      constant[dst] = default_zero_point ? -0.5f * s : s * mid + offset;
     }
   }
   weights_.scale_unit = Fp16Unit(scale);
-  weights_.constant_unit = Fp16Unit(constant);
   weights_.scale = ToFp16Units(std::move(scale), weights_.scale_unit, kernel);
   weights_.symmetric = symmetric;
-  if (!symmetric) weights_.constant = ToFp16Units(std::move(constant), weights_.constant_unit, kernel);
+  if (!symmetric) {  // (a symmetric weight keeps no constant array)
+    weights_.constant_unit = Fp16Unit(constant);
+    weights_.constant = ToFp16Units(std::move(constant), weights_.constant_unit, kernel);
+  }
 }
 
 void LutGemm::Run(const float* a, int64_t rows, const float* bias, float* y,
