@@ -237,8 +237,9 @@ def stage_refresh_libraries(work: Path) -> None:
     from tmac_ort import get_library_path
 
     library = Path(get_library_path())
+    current = library.read_bytes()
     for copy in sorted(work.glob(f"*/{library.name}")):
-        if copy.read_bytes() != library.read_bytes():
+        if copy.read_bytes() != current:
             shutil.copy2(library, copy)
             log(f"updated the op library in {copy.parent}")
 
