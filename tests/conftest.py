@@ -7,13 +7,26 @@ import pytest
 import tmac_ort
 
 
-def make_session(model, threads: int = 1, library: bool = True, kernel: str | None = None, monkeypatch=None):
+def make_session(model, threads: int = 1, library: bool = True, kernel: str | None = None):
     """An InferenceSession for `model` (a ModelProto, or a path when weights live in external files),
-    with the LutGemm library registered."""
-    options = tmac_ort.session_options(threads) if library else ort.SessionOptions()
+    with the LutGemm library registered (running `kernel`, default the best available)."""
+    options = tmac_ort.session_options(threads, kernel=kernel) if library else ort.SessionOptions()
     options.intra_op_num_threads = threads
     source = str(model) if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def kernel_params():
+    """Every kernel of the op library's registry; those this process cannot run are skipped
+    with the registry's reason."""
+    return [pytest.param(k.name, marks=() if k.available else pytest.mark.skip(reason=f"{k.name}: {k.unavailable}"))
+            for k in tmac_ort.kernel_registry()]
+
+
+def pytest_generate_tests(metafunc):
+    # A test that takes `kernel` runs once per kernel of the registry.
+    if "kernel" in metafunc.fixturenames:
+        metafunc.parametrize("kernel", kernel_params())
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
 """Malformed LutGemm nodes fail with a clear error naming the node; nothing crashes."""
 
+import os
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -84,10 +86,29 @@ def test_wrong_bias_shape_is_a_run_error():
     assert y.shape == (1, N)
 
 
-def test_unknown_kernel_name_is_refused(monkeypatch):
-    monkeypatch.setenv("TMAC_ORT_KERNEL", "neon")
-    with pytest.raises(Exception, match="TMAC_ORT_KERNEL=neon"):
-        session(build())
+def test_unknown_kernel_name_is_refused():
+    with pytest.raises(Exception, match="tmac.kernel=sparc names no kernel of this build"):
+        tmac_ort.session_options(kernel="sparc")
+
+
+def test_unknown_kernel_in_the_environment_is_refused():
+    """TMAC_ORT_KERNEL is read once per process: checked in a fresh one."""
+    import subprocess
+    import sys
+
+    code = "import tmac_ort; tmac_ort.available_kernels()"
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TMAC_ORT_KERNEL": "sparc"},
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "TMAC_ORT_KERNEL=sparc names no kernel of this build" in result.stderr
+
+
+def test_non_finite_scales_are_refused():
+    qw = packing.quantize_rtn(np.random.default_rng(0).standard_normal((N, K)).astype(np.float32), BITS, GROUP, False)
+    scales = qw.scales.copy()
+    scales[7, 1] = np.inf
+    with pytest.raises(Exception, match="scales hold a NaN or an infinity \\(channel 7, group 1\\)"):
+        session(build(inits={"scales": scales}))
 
 
 def test_non_finite_activations_propagate_like_a_float_matmul():

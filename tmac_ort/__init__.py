@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -28,18 +30,70 @@ def get_library_path() -> str:
     return str(path)
 
 
-def session_options(intra_op_num_threads: int | None = None, base=None):
+KERNEL_CONFIG_KEY = "tmac.kernel"
+
+
+def session_options(intra_op_num_threads: int | None = None, base=None, kernel: str | None = None):
     """`onnxruntime.SessionOptions` with the LutGemm library registered.
 
-    `base` is an existing SessionOptions to extend (it is modified and returned).
+    `base` is an existing SessionOptions to extend (it is modified and returned).  `kernel`
+    names the ISA kernel the session's LutGemm nodes run (one of `available_kernels()`);
+    by default the environment variable TMAC_ORT_KERNEL, else the best this CPU has.
     """
     import onnxruntime as ort
 
     options = base if base is not None else ort.SessionOptions()
     if intra_op_num_threads is not None:
         options.intra_op_num_threads = intra_op_num_threads
+    if kernel is not None:
+        options.add_session_config_entry(KERNEL_CONFIG_KEY, kernel)
     options.register_custom_ops_library(get_library_path())
     return options
 
 
-__all__ = ["DOMAIN", "OP_TYPE", "OPSET_VERSION", "get_library_path", "session_options"]
+@dataclass(frozen=True)
+class KernelInfo:
+    """One entry of the op library's kernel registry."""
+
+    name: str
+    unavailable: str  # why this process cannot run it ("" when it can)
+
+    @property
+    def available(self) -> bool:
+        return not self.unavailable
+
+
+@functools.lru_cache(maxsize=None)
+def _registry(kernel: str | None) -> tuple[tuple[KernelInfo, ...], str]:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    outputs = ["names", "unavailable", "selected"]
+    node = helper.make_node("Kernels", [], outputs, domain=DOMAIN)
+    graph = helper.make_graph([node], "tmac_kernels", [],
+                              [helper.make_tensor_value_info(o, TensorProto.STRING, None) for o in outputs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(DOMAIN, 1)],
+                              ir_version=10)
+    sess = ort.InferenceSession(model.SerializeToString(), session_options(1, kernel=kernel),
+                                providers=["CPUExecutionProvider"])
+    names, unavailable, selected = sess.run(None, {})
+    return tuple(KernelInfo(str(n), str(u)) for n, u in zip(names, unavailable)), str(selected[0])
+
+
+def kernel_registry() -> tuple[KernelInfo, ...]:
+    """Every kernel compiled into the op library, best first, with why it cannot run here."""
+    return _registry(None)[0]
+
+
+def available_kernels() -> list[str]:
+    """The kernels this process can run, best first (the first is the default)."""
+    return [k.name for k in kernel_registry() if k.available]
+
+
+def selected_kernel(kernel: str | None = None) -> str:
+    """The kernel a session made with `session_options(kernel=kernel)` runs."""
+    return _registry(kernel)[1]
+
+
+__all__ = ["DOMAIN", "OP_TYPE", "OPSET_VERSION", "KERNEL_CONFIG_KEY", "KernelInfo", "available_kernels",
+           "get_library_path", "kernel_registry", "selected_kernel", "session_options"]

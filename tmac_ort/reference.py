@@ -1,41 +1,57 @@
 """Numpy references for LutGemm.
 
-`build_tables` and `lut_gemm` reproduce the kernel's arithmetic (int8 tables, integer
-lookups, fp16 per-group scales in power-of-two units, fp32 accumulation) so the C++ kernels can be checked tightly; `matmul_dequantized` is
-the exact math the op approximates (A @ dequantize(W)^T).
+`build_tables` and `lut_gemm` reproduce the kernel's arithmetic (block exponents, int8
+tables, integer lookups, fp16 per-group scales in per-channel power-of-two units, fp32
+accumulation, the non-finite rule) so the C++ kernels can be checked tightly;
+`matmul_dequantized` is the exact math the op approximates (A @ dequantize(W)^T).
+docs/packed-format.md states the arithmetic.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from .packing import QUAD_K, QuantizedWeight, Geometry
 
+MIN_BLOCK_EXPONENT = -125  # 2^-E stays a normal float (tables.h)
+MAX_BLOCK_EXPONENT = 126
+MIN_CHANNEL_EXPONENT = -126  # a subnormal scale is then exact in fp16 (lut_kernel.h)
+
+
+def _exponent(x: np.ndarray) -> np.ndarray:
+    """E with x in [2^(E-1), 2^E) (frexp's exponent); 0 for x = 0."""
+    return np.frexp(x)[1].astype(np.int64)
+
 
 def build_tables(a: np.ndarray, geo: Geometry):
-    """Tables of activation rows a[M, K]: int8 [M, K_pad/4, 16], half steps and block sums [M, n_blocks].
+    """Tables of activation rows a[M, K]: int8 [M, K_pad/4, 16], half steps and block sums
+    [M, n_blocks] in units of 2^R[m], and R [M].
 
-    Entry i of the table of quad (a0..a3) is sum_j (bit j of i ? a_j : -a_j) over the
-    quantisation step max_quad(sum |a_j|) / 127 of its block, rounded half to even.
+    Each block is scaled by 2^-E (E: its largest finite |a| lies in [2^(E-1), 2^E)); entry i
+    of the table of quad (a0..a3) is sum_j (bit j of i ? a_j : -a_j) over the quantisation
+    step max_quad(sum |a_j|) / 127 of its block, rounded half to even.  NaN and infinities
+    count as 0 (`lut_gemm` adds their products).  R[m] is the row's largest E.
     """
     a = np.asarray(a, dtype=np.float32)
     M = a.shape[0]
     padded = np.zeros((M, geo.K_pad), dtype=np.float32)
-    padded[:, : geo.K] = a
-    v = padded.reshape(M, -1, QUAD_K)
-    abs_sum = ((np.abs(v[..., 0]) + np.abs(v[..., 1])) + np.abs(v[..., 2])) + np.abs(v[..., 3])
-    quads_per_block = geo.block_k // QUAD_K
-    n_quads = v.shape[1]
-    block_of_quad = np.arange(n_quads) // quads_per_block
+    padded[:, : geo.K] = np.where(np.isfinite(a), a, np.float32(0))
+    block_of_k = np.arange(geo.K_pad) // geo.block_k
     max_abs = np.zeros((M, geo.n_blocks), dtype=np.float32)
-    np.maximum.at(max_abs, (slice(None), block_of_quad), abs_sum)
+    np.maximum.at(max_abs, (slice(None), block_of_k), np.abs(padded))
+    exponent = np.clip(_exponent(max_abs), MIN_BLOCK_EXPONENT, MAX_BLOCK_EXPONENT)
+    exponent[max_abs == 0] = 0
+    scaled = np.ldexp(padded, -exponent[:, block_of_k]).astype(np.float32)  # exact
+    v = scaled.reshape(M, -1, QUAD_K)
+    abs_sum = ((np.abs(v[..., 0]) + np.abs(v[..., 1])) + np.abs(v[..., 2])) + np.abs(v[..., 3])
+    block_of_quad = np.arange(v.shape[1]) // (geo.block_k // QUAD_K)
+    max_quad = np.zeros((M, geo.n_blocks), dtype=np.float32)
+    np.maximum.at(max_quad, (slice(None), block_of_quad), abs_sum)
     with np.errstate(divide="ignore"):
-        inv = np.where(max_abs > 0, np.float32(127) / max_abs, np.float32(0)).astype(np.float32)
+        inv = np.where(max_quad > 0, np.float32(127) / max_quad, np.float32(0)).astype(np.float32)
     block_sum = np.zeros((M, geo.n_blocks), dtype=np.float32)
-    np.add.at(block_sum, (slice(None), np.arange(geo.K_pad) // geo.block_k), padded)
-    tables = np.zeros((M, n_quads, 16), dtype=np.int8)
+    np.add.at(block_sum, (slice(None), block_of_k), scaled)
+    tables = np.zeros((M, v.shape[1], 16), dtype=np.int8)
     inv_q = inv[:, block_of_quad]
     for i in range(8):
         e = np.where(i & 1, v[..., 0], -v[..., 0]) + np.where(i & 2, v[..., 1], -v[..., 1])
@@ -43,7 +59,15 @@ def build_tables(a: np.ndarray, geo: Geometry):
         q = np.clip(np.rint(e * inv_q), -127, 127).astype(np.int8)
         tables[..., i] = q
         tables[..., 15 - i] = -q
-    return tables, (max_abs / np.float32(254)).astype(np.float32), block_sum
+    row_exponent = exponent.max(axis=1)
+    to_row = exponent - row_exponent[:, None]
+    half_scale = np.ldexp(max_quad / np.float32(254), to_row).astype(np.float32)
+    return tables, half_scale, np.ldexp(block_sum, to_row).astype(np.float32), row_exponent
+
+
+def is_symmetric(w: QuantizedWeight) -> bool:
+    """Every zero point the default 2^(bits-1): the constant term is exactly -s/2."""
+    return w.offsets is None and (w.zero_points is None or bool(np.all(w.zero_points == 1 << (w.bits - 1))))
 
 
 def _constant_term(w: QuantizedWeight) -> np.ndarray:
@@ -59,28 +83,36 @@ def _constant_term(w: QuantizedWeight) -> np.ndarray:
     return np.where(z == default_zero, np.float32(-0.5) * w.scales, w.scales * mid - w.scales * z).astype(np.float32)
 
 
-def as_fp16_units(x: np.ndarray) -> np.ndarray:
-    """x as the kernels keep it: fp16 in units of a power of two that puts max |x| just under 2^15."""
-    x = np.asarray(x, dtype=np.float32)
-    finite = np.abs(x[np.isfinite(x)])
-    max_abs = float(finite.max()) if finite.size else 0.0
-    unit = np.float32(1.0) if max_abs == 0.0 else np.float32(math.ldexp(1.0, math.frexp(max_abs)[1] - 15))
-    return (x / unit).astype(np.float16).astype(np.float32) * unit
+def channel_units(w: QuantizedWeight):
+    """Scales and constants as the kernels keep them: fp16 in units of 2^u[n] (the channel's
+    largest |s| or |constant| in [2^14, 2^15), u >= -126).  Returns (s', c', u)."""
+    constant = _constant_term(w)
+    symmetric = is_symmetric(w)
+    max_abs = np.abs(w.scales).max(axis=1)
+    if not symmetric:
+        max_abs = np.maximum(max_abs, np.abs(constant).max(axis=1))
+    u = np.maximum(_exponent(max_abs) - 15, MIN_CHANNEL_EXPONENT)
+    u[max_abs == 0] = 0
+
+    def fp16(x):
+        return np.ldexp(x.astype(np.float64), -u[:, None]).astype(np.float32).astype(np.float16).astype(np.float32)
+
+    scales = fp16(w.scales)
+    return scales, (np.float32(-0.5) * scales if symmetric else fp16(constant)), u
 
 
 def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) -> np.ndarray:
     """LutGemm exactly as the kernels compute it, up to fp32 summation order.  a: [M, K]."""
     geo = w.geometry
     a = np.asarray(a, dtype=np.float32)
-    tables, half_scale, block_sum = build_tables(a, geo)
+    tables, half_scale, block_sum, row_exponent = build_tables(a, geo)
     M, n_quads = tables.shape[:2]
     q = np.zeros((w.N, geo.K_pad), dtype=np.uint8)
     q[:, : w.K] = w.q
     quads = q.reshape(w.N, n_quads, QUAD_K)
     quad_idx = np.arange(n_quads)
     quads_per_block = geo.block_k // QUAD_K
-    constant = as_fp16_units(_constant_term(w))
-    scales = as_fp16_units(w.scales)
+    scales, constant, u = channel_units(w)
     y = np.zeros((M, w.N), dtype=np.float64)
     for b in range(geo.n_blocks):
         sl = slice(b * quads_per_block, min((b + 1) * quads_per_block, n_quads))
@@ -92,9 +124,23 @@ def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) 
             total += looked_up.astype(np.int64).sum(axis=2) << p
         g = geo.group_of_block(b)
         y += total * (scales[:, g][None, :] * half_scale[:, b][:, None]) + constant[:, g][None, :] * block_sum[:, b][:, None]
+    out = np.ldexp(y.astype(np.float32).astype(np.float64), row_exponent[:, None] + u[None, :])
+    with np.errstate(over="ignore"):
+        out = out.astype(np.float32)
     if bias is not None:
-        y += np.asarray(bias, dtype=np.float32)
-    return y.astype(np.float32)
+        out += np.asarray(bias, dtype=np.float32)
+    return _add_non_finite_terms(a, w, out)
+
+
+def _add_non_finite_terms(a: np.ndarray, w: QuantizedWeight, y: np.ndarray) -> np.ndarray:
+    """y[m, n] += a[m, k] * w[n, k] (fp32) for every NaN or infinite a[m, k], as a float matmul."""
+    rows, cols = np.nonzero(~np.isfinite(a))
+    if rows.size:
+        dequantized = w.dequantize()
+        with np.errstate(invalid="ignore", over="ignore"):
+            for m, k in zip(rows, cols):
+                y[m] += a[m, k] * dequantized[:, k]
+    return y
 
 
 def matmul_dequantized(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) -> np.ndarray:

@@ -4,25 +4,31 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/tables.h"
+
 namespace tmac {
 
 namespace {
 
-// The power of two that brings the largest finite |x| just under 2^15, well inside fp16.
-float Fp16Unit(const std::vector<float>& x) {
-  float max_abs = 0.f;
-  for (float v : x)
-    if (std::isfinite(v)) max_abs = std::max(max_abs, std::fabs(v));
-  if (max_abs == 0.f) return 1.f;
+// The exponent u of a channel whose largest finite |value| is `max_abs`: max_abs / 2^u lies in
+// [2^14, 2^15), well inside fp16; never below -126 (see PreparedWeights).
+int ChannelExponent(float max_abs) {
+  if (max_abs == 0.f) return 0;
   int exponent = 0;
   std::frexp(max_abs, &exponent);  // max_abs < 2^exponent
-  return std::ldexp(1.f, exponent - 15);
+  return std::max(exponent - 15, -126);
 }
 
-std::vector<uint16_t> ToFp16Units(std::vector<float> x, float unit, const KernelOps& kernel) {
-  for (float& v : x) v /= unit;  // exact: unit is a power of two
-  std::vector<uint16_t> out(x.size());
-  kernel.float_to_half(x.data(), out.data(), x.size());
+// Rearranges per-group values [N][n_groups] to [tile][group][32] in fp16 units of 2^u[n].
+std::vector<uint16_t> ToFp16Channels(const Geometry& g, const std::vector<float>& values,
+                                     const std::vector<int>& exponent, const KernelOps& kernel) {
+  std::vector<float> scaled(size_t(g.n_tiles) * g.n_groups * kTileN, 0.f);
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t grp = 0; grp < g.n_groups; ++grp)
+      scaled[((n / kTileN) * g.n_groups + grp) * kTileN + n % kTileN] =
+          float(std::ldexp(double(values[n * g.n_groups + grp]), -exponent[n]));  // exact
+  std::vector<uint16_t> out(scaled.size());
+  kernel.float_to_half(scaled.data(), out.data(), out.size());
   return out;
 }
 
@@ -30,39 +36,68 @@ std::vector<uint16_t> ToFp16Units(std::vector<float> x, float unit, const Kernel
 
 LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant,
                  const KernelOps& kernel)
-    : kernel_(kernel) {
+    : quant_(quant), nibble_positions_(NibblePositions(int(geo.bits))), kernel_(kernel) {
   weights_.geo = geo;
   weights_.planes = planes;
-  const size_t prepared = size_t(geo.n_tiles) * geo.n_groups * kTileN;
-  std::vector<float> scale(prepared, 0.f), constant(prepared, 0.f);
+  const size_t per_group = size_t(geo.N) * geo.n_groups;
+  std::vector<float> constant(per_group);
   // The kernels compute sum_k a_k q_k from +-1 planes: q = sum_i 2^i (s_i + 1) / 2, which
   // leaves (2^bits - 1) / 2 * sum_k a_k; fold it with the zero point or offset into one term.
   const float mid = float((1 << geo.bits) - 1) / 2.f;
   const float default_zero = float(1 << (geo.bits - 1));
   bool symmetric = true;  // every zero point the default (see PreparedWeights::symmetric)
-  for (int64_t n = 0; n < geo.N; ++n) {
-    for (int64_t grp = 0; grp < geo.n_groups; ++grp) {
-      const int64_t src = n * geo.n_groups + grp;
-      const int64_t dst = ((n / kTileN) * geo.n_groups + grp) * kTileN + n % kTileN;
-      const float s = quant.scales[src];
-      scale[dst] = s;
-      if (quant.offsets) {
-        symmetric = false;
-        constant[dst] = s * mid + quant.offsets[src];
-      } else {
-        const float zero = quant.zero_points ? float(quant.zero_points[src]) : default_zero;
-        symmetric = symmetric && zero == default_zero;
-        // s * mid - s * 2^(bits-1) is -s/2 in exact arithmetic; fp32 may round it otherwise
-        constant[dst] = zero == default_zero ? -0.5f * s : s * mid - s * zero;
-      }
+  for (size_t i = 0; i < per_group; ++i) {
+    const float s = quant.scales[i];
+    if (quant.offsets) {
+      symmetric = false;
+      constant[i] = s * mid + quant.offsets[i];
+    } else {
+      const float zero = quant.zero_points ? float(quant.zero_points[i]) : default_zero;
+      symmetric = symmetric && zero == default_zero;
+      // s * mid - s * 2^(bits-1) is -s/2 in exact arithmetic; fp32 may round it otherwise
+      constant[i] = zero == default_zero ? -0.5f * s : s * mid - s * zero;
     }
   }
-  weights_.scale_unit = Fp16Unit(scale);
-  weights_.scale = ToFp16Units(std::move(scale), weights_.scale_unit, kernel);
   weights_.symmetric = symmetric;
-  if (!symmetric) {  // (a symmetric weight keeps no constant array)
-    weights_.constant_unit = Fp16Unit(constant);
-    weights_.constant = ToFp16Units(std::move(constant), weights_.constant_unit, kernel);
+  // One unit per channel for scale and constant; a symmetric constant (-s/2) needs none.
+  std::vector<int> exponent(size_t(geo.N_pad), 0);
+  weights_.channel_scale.assign(size_t(geo.N_pad), 1.0);
+  for (int64_t n = 0; n < geo.N; ++n) {
+    float max_abs = 0.f;
+    for (int64_t grp = 0; grp < geo.n_groups; ++grp) {
+      const size_t i = size_t(n * geo.n_groups + grp);
+      max_abs = std::max(max_abs, std::fabs(quant.scales[i]));
+      if (!symmetric) max_abs = std::max(max_abs, std::fabs(constant[i]));
+    }
+    exponent[n] = ChannelExponent(max_abs);
+    weights_.channel_scale[n] = std::ldexp(1.0, exponent[n]);
+  }
+  weights_.scale = ToFp16Channels(geo, std::vector<float>(quant.scales, quant.scales + per_group), exponent, kernel);
+  if (!symmetric) weights_.constant = ToFp16Channels(geo, constant, exponent, kernel);
+}
+
+float LutGemm::Dequantized(int64_t n, int64_t k) const {
+  const Geometry& g = weights_.geo;
+  const uint8_t* step = weights_.planes + (n / kTileN) * g.tile_bytes() + (k / kStepK) * g.step_bytes();
+  const int lane = int(k % kStepK) / kQuadK, bit = int(k % kQuadK);
+  int q = 0;
+  for (int p = 0; p < g.bits; ++p) {
+    const NibblePosition pos = nibble_positions_[size_t(p) * kTileN + n % kTileN];
+    const int nibble = pos.high ? step[pos.byte + 16 * lane] >> 4 : step[pos.byte + 16 * lane] & 15;
+    q |= ((nibble >> bit) & 1) << p;
+  }
+  const size_t i = size_t(n * g.n_groups + k / g.group_size);
+  const float s = quant_.scales[i];
+  if (quant_.offsets) return s * float(q) + quant_.offsets[i];
+  const float zero = quant_.zero_points ? float(quant_.zero_points[i]) : float(1 << (g.bits - 1));
+  return s * (float(q) - zero);
+}
+
+void LutGemm::AddNonFiniteTerms(const float* a, float* y) const {
+  const Geometry& g = weights_.geo;
+  for (int64_t k = 0; k < g.K; ++k) {
+    if (IsFinite(a[k])) continue;
+    for (int64_t n = 0; n < g.N; ++n) y[n] += a[k] * Dequantized(n, k);
   }
 }
 
@@ -73,16 +108,34 @@ void LutGemm::Run(const float* a, int64_t rows, const float* bias, float* y,
   // Scratch belongs to the calling thread; workers only write through pointers into it.
   thread_local std::vector<int8_t> tables;
   thread_local std::vector<float> block_info;
+  thread_local std::vector<int32_t> block_exponent;
+  thread_local std::vector<double> row_scale;
+  thread_local std::vector<char> row_finite;
   const size_t table_row = size_t(g.k_steps) * 2 * kTableBytes;
   tables.resize(table_row * rows);
   block_info.resize(size_t(2) * g.n_blocks * rows);
+  block_exponent.resize(size_t(g.n_blocks) * rows);
+  row_scale.resize(size_t(rows));
+  row_finite.resize(size_t(rows));
+  // (thread_local names inside the lambdas below would be the worker's own: use pointers)
   float* half_scale = block_info.data();
   float* block_sum = block_info.data() + g.n_blocks * rows;
-
+  int32_t* exponents = block_exponent.data();
+  double* row_scales = row_scale.data();
+  char* finite = row_finite.data();
   int8_t* tables_data = tables.data();
   auto build_row = [&](size_t m) {
-    kernel_.build_tables(g, a + m * g.K, tables_data + m * table_row, half_scale + m * g.n_blocks,
-                         block_sum + m * g.n_blocks);
+    const size_t at = m * size_t(g.n_blocks);
+    const RowTables row{tables_data + m * table_row, half_scale + at, block_sum + at, exponents + at};
+    finite[m] = kernel_.build_tables(g, a + m * g.K, row);
+    // Block units -> one unit per row, 2^R with R the largest block exponent: blocks far
+    // below the row's largest may underflow here, as their share of the sum would in fp32.
+    const int32_t r = *std::max_element(row.block_exponent, row.block_exponent + g.n_blocks);
+    for (int64_t b = 0; b < g.n_blocks; ++b) {
+      row.half_scale[b] = std::ldexp(row.half_scale[b], row.block_exponent[b] - r);
+      row.block_sum[b] = std::ldexp(row.block_sum[b], row.block_exponent[b] - r);
+    }
+    row_scales[m] = std::ldexp(1.0, r);
   };
   if (rows == 1) {
     build_row(0);
@@ -90,7 +143,7 @@ void LutGemm::Run(const float* a, int64_t rows, const float* bias, float* y,
     parallel(size_t(rows), build_row);
   }
 
-  const ActivationTables act{rows, tables_data, half_scale, block_sum};
+  const ActivationTables act{rows, tables_data, half_scale, block_sum, row_scales};
   const OutputRows out{y, g.N, bias};
   // Tiles are split into chunks; each chunk runs all rows so a tile's weights are read from
   // memory once and reused from cache for the following rows.
@@ -100,6 +153,8 @@ void LutGemm::Run(const float* a, int64_t rows, const float* bias, float* y,
     const int64_t end = g.n_tiles * int64_t(c + 1) / chunks;
     kernel_.gemm_tiles(weights_, act, begin, end, out);
   });
+  for (int64_t m = 0; m < rows; ++m)
+    if (!finite[m]) AddNonFiniteTerms(a + m * g.K, y + m * g.N);
 }
 
 }  // namespace tmac

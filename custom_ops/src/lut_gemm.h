@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "kernels/lut_kernel.h"
 
@@ -13,7 +14,8 @@ namespace tmac {
 // Runs body(i) for i in [0, count), possibly in parallel.
 using ParallelRunner = std::function<void(size_t count, const std::function<void(size_t)>& body)>;
 
-// The quantisation parameters of one weight, as the op's inputs give them.
+// The quantisation parameters of one weight, as the op's inputs give them (the session's
+// initializers: they outlive the LutGemm).
 struct QuantParams {
   const float* scales = nullptr;         // [N, n_groups]
   const uint8_t* zero_points = nullptr;  // [N, n_groups] or null
@@ -22,7 +24,7 @@ struct QuantParams {
 
 class LutGemm {
  public:
-  // `planes` must outlive this object (it is the session's initializer).
+  // `planes` and `quant` must outlive this object (they are the session's initializers).
   LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant, const KernelOps& kernel);
 
   // Y[M, N] = A[M, K] * W^T (+ bias).  A, Y and bias are float32.
@@ -32,7 +34,14 @@ class LutGemm {
   const KernelOps& kernel() const { return kernel_; }
 
  private:
+  // w[n, k] in fp32 as MatMulNBits dequantises it: s * (q - z) or s * q + o.
+  float Dequantized(int64_t n, int64_t k) const;
+  // y[n] += a[k] * w[n, k] for every k whose a[k] is NaN or infinite (see docs/packed-format.md).
+  void AddNonFiniteTerms(const float* a, float* y) const;
+
   PreparedWeights weights_;
+  QuantParams quant_;
+  std::vector<NibblePosition> nibble_positions_;  // for Dequantized
   const KernelOps& kernel_;
 };
 

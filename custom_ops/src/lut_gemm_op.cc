@@ -1,7 +1,7 @@
 #include "lut_gemm_op.h"
 
 #include <atomic>
-#include <cstdlib>
+#include <cmath>
 #include <exception>
 #include <type_traits>
 #include <vector>
@@ -80,7 +80,7 @@ class NodeReader {
 };
 
 // Validates the node and prepares the weights; returns null and sets `error` on bad input.
-std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, std::string* error) {
+std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& kernel, std::string* error) {
   int64_t K, N, bits, group_size, layout_version;
   if (!node.ReadInt("K", &K, error) || !node.ReadInt("N", &N, error) || !node.ReadInt("bits", &bits, error) ||
       !node.ReadInt("group_size", &group_size, error) || !node.ReadInt("layout_version", &layout_version, error))
@@ -122,15 +122,20 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, std::string* error) 
       }
     }
   }
-  const char* forced = std::getenv("TMAC_ORT_KERNEL");
-  const KernelOps* kernel = SelectKernel(forced);
-  if (kernel == nullptr) {
-    *error = node.Error(std::string("TMAC_ORT_KERNEL=") + forced + " names no kernel this build and CPU can run");
-    return nullptr;
+  // Finite scales and offsets are the op's contract (docs/packed-format.md): NaN and infinities
+  // of a float product come from the activations only.
+  const auto* scale_data = static_cast<const float*>(scales.data);
+  const auto* offset_data = static_cast<const float*>(offsets.data);
+  for (int64_t i = 0; i < geo.N * geo.n_groups; ++i) {
+    if (!std::isfinite(scale_data[i]) || (offset_data && !std::isfinite(offset_data[i]))) {
+      *error = node.Error(std::string(std::isfinite(scale_data[i]) ? "offsets" : "scales") + " hold a NaN or an " +
+                          "infinity (channel " + std::to_string(i / geo.n_groups) + ", group " +
+                          std::to_string(i % geo.n_groups) + ")");
+      return nullptr;
+    }
   }
-  QuantParams quant{static_cast<const float*>(scales.data), static_cast<const uint8_t*>(zero_points.data),
-                    static_cast<const float*>(offsets.data)};
-  return std::make_unique<LutGemm>(geo, static_cast<const uint8_t*>(planes.data), quant, *kernel);
+  QuantParams quant{scale_data, static_cast<const uint8_t*>(zero_points.data), offset_data};
+  return std::make_unique<LutGemm>(geo, static_cast<const uint8_t*>(planes.data), quant, kernel);
 }
 
 OrtStatusPtr MakeStatus(OrtErrorCode code, const std::string& message) {
@@ -160,7 +165,7 @@ OrtStatusPtr LutGemmOp<T>::CreateKernelV2(const OrtApi&, const OrtKernelInfo* in
   std::string error;
   try {
     NodeReader node(Ort::GetApi(), info);
-    std::unique_ptr<LutGemm> gemm = CreateGemm(node, &error);
+    std::unique_ptr<LutGemm> gemm = CreateGemm(node, kernel_->ops(), &error);
     if (!gemm) return MakeStatus(ORT_INVALID_ARGUMENT, error);
     *kernel = new LutGemmKernel<T>(std::move(gemm), node.name());
     return nullptr;
@@ -271,6 +276,29 @@ OrtStatusPtr LutGemmKernel<T>::ComputeV2(OrtKernelContext* context) {
     return nullptr;
   } catch (const std::exception& e) {
     return MakeStatus(ORT_RUNTIME_EXCEPTION, "com.tmac.LutGemm node '" + node_name_ + "': " + e.what());
+  }
+}
+
+OrtStatusPtr KernelsKernel::ComputeV2(OrtKernelContext* context) {
+  try {
+    Ort::KernelContext ctx(context);
+    size_t count = 0;
+    const KernelEntry* kernels = Kernels(&count);
+    std::vector<std::string> reasons;
+    std::vector<const char*> names, reason_ptrs;
+    for (size_t i = 0; i < count; ++i) {
+      names.push_back(kernels[i].name);
+      reasons.push_back(UnavailableReason(kernels[i]));
+    }
+    for (const std::string& r : reasons) reason_ptrs.push_back(r.c_str());
+    const int64_t n = int64_t(count), one = 1;
+    ctx.GetOutput(0, &n, 1).FillStringTensor(names.data(), count);
+    ctx.GetOutput(1, &n, 1).FillStringTensor(reason_ptrs.data(), count);
+    const char* selected = selected_->name;
+    ctx.GetOutput(2, &one, 1).FillStringTensor(&selected, 1);
+    return nullptr;
+  } catch (const std::exception& e) {
+    return MakeStatus(ORT_RUNTIME_EXCEPTION, std::string("com.tmac.Kernels: ") + e.what());
   }
 }
 

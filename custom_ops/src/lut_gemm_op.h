@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "kernels/registry.h"
 #include "lut_gemm.h"
 #include "ort_api.h"
 
@@ -12,6 +13,10 @@ namespace tmac {
 
 constexpr const char* kDomain = "com.tmac";
 constexpr const char* kOpName = "LutGemm";
+constexpr const char* kKernelsOpName = "Kernels";
+// Session option naming the kernel every LutGemm of the session runs (default: TMAC_ORT_KERNEL,
+// else the best one this CPU has).
+constexpr const char* kKernelConfigKey = "tmac.kernel";
 
 // Inputs, in node order.
 enum Input : size_t { kA = 0, kPackedWeights, kScales, kZeroPoints, kOffsets, kBias, kInputCount };
@@ -27,10 +32,11 @@ struct LutGemmKernel {
   std::string node_name_;
 };
 
-// T is float or Ort::Float16_t: the type of A, bias and Y.
+// T is float or Ort::Float16_t: the type of A, bias and Y.  One op object per kernel of the
+// registry (sessions keep pointers to ops: they live for the whole process).
 template <typename T>
 struct LutGemmOp : Ort::CustomOpBase<LutGemmOp<T>, LutGemmKernel<T>, /*WithStatus=*/true> {
-  LutGemmOp() {
+  explicit LutGemmOp(const KernelEntry* kernel) : kernel_(kernel) {
     // Set directly rather than through CustomOpBase::SetShapeInferFn (see InferShape).
     OrtCustomOp::InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* ctx) { return InferShape(ctx); };
   }
@@ -45,6 +51,37 @@ struct LutGemmOp : Ort::CustomOpBase<LutGemmOp<T>, LutGemmKernel<T>, /*WithStatu
   ONNXTensorElementDataType GetOutputType(size_t) const { return ElementType(); }
   static ONNXTensorElementDataType ElementType();
   static OrtStatusPtr InferShape(OrtShapeInferContext* ctx);
+
+ private:
+  const KernelEntry* kernel_;
+};
+
+// com.tmac.Kernels: no inputs; outputs the registry as string tensors [n], best first:
+// `names`, `unavailable` (why a kernel cannot run in this process, "" when it can) and
+// `selected` ([1]: the kernel this session's LutGemm nodes run).  tmac_ort.kernel_registry()
+// reads it.
+struct KernelsKernel {
+  explicit KernelsKernel(const KernelEntry* selected) : selected_(selected) {}
+  OrtStatusPtr ComputeV2(OrtKernelContext* context);
+
+ private:
+  const KernelEntry* selected_;
+};
+
+struct KernelsOp : Ort::CustomOpBase<KernelsOp, KernelsKernel, /*WithStatus=*/true> {
+  explicit KernelsOp(const KernelEntry* kernel) : kernel_(kernel) {}
+  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo*, void** kernel) const {
+    *kernel = new KernelsKernel(kernel_);
+    return nullptr;
+  }
+  const char* GetName() const { return kKernelsOpName; }
+  size_t GetInputTypeCount() const { return 0; }
+  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING; }
+  size_t GetOutputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING; }
+
+ private:
+  const KernelEntry* kernel_;
 };
 
 }  // namespace tmac

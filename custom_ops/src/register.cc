@@ -1,21 +1,36 @@
 // Library entry point: the only exported symbol.
+#include <memory>
 #include <mutex>
+#include <vector>
 
 #include "lut_gemm_op.h"
 
 namespace {
 
-// Ops and domain live for the whole process: sessions keep pointers to them.
-Ort::CustomOpDomain* Domain() {
-  static tmac::LutGemmOp<float> op_float;
-  static tmac::LutGemmOp<Ort::Float16_t> op_half;
-  static Ort::CustomOpDomain* domain = [] {
-    auto* d = new Ort::CustomOpDomain(tmac::kDomain);
-    d->Add(&op_float);
-    d->Add(&op_half);
-    return d;
-  }();
-  return domain;
+// The com.tmac domain whose ops run `kernel`.  Ops and domains live for the whole process
+// (sessions keep pointers to them): one set per kernel of the registry, made on first use.
+struct KernelDomain {
+  explicit KernelDomain(const tmac::KernelEntry* kernel)
+      : kernel(kernel), op_float(kernel), op_half(kernel), kernels_op(kernel), domain(tmac::kDomain) {
+    domain.Add(&op_float);
+    domain.Add(&op_half);
+    domain.Add(&kernels_op);
+  }
+  const tmac::KernelEntry* kernel;
+  tmac::LutGemmOp<float> op_float;
+  tmac::LutGemmOp<Ort::Float16_t> op_half;
+  tmac::KernelsOp kernels_op;
+  Ort::CustomOpDomain domain;
+};
+
+Ort::CustomOpDomain& DomainFor(const tmac::KernelEntry* kernel) {
+  static std::mutex mutex;
+  static std::vector<std::unique_ptr<KernelDomain>>* domains = new std::vector<std::unique_ptr<KernelDomain>>();
+  std::lock_guard<std::mutex> lock(mutex);
+  for (auto& d : *domains)
+    if (d->kernel == kernel) return d->domain;
+  domains->push_back(std::make_unique<KernelDomain>(kernel));
+  return domains->back()->domain;
 }
 
 }  // namespace
@@ -31,7 +46,14 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
   static std::once_flag init;
   std::call_once(init, [api] { Ort::InitApi(api); });
   try {
-    Ort::UnownedSessionOptions(options).Add(*Domain());
+    Ort::UnownedSessionOptions session_options(options);
+    const std::string wanted = session_options.HasConfigEntry(tmac::kKernelConfigKey)
+                                   ? session_options.GetConfigEntry(tmac::kKernelConfigKey)
+                                   : std::string();
+    std::string error;
+    const tmac::KernelEntry* kernel = tmac::ChooseKernel(wanted, &error);
+    if (kernel == nullptr) return api->CreateStatus(ORT_INVALID_ARGUMENT, ("tmac-ort: " + error).c_str());
+    session_options.Add(DomainFor(kernel));
   } catch (const std::exception& e) {
     return api->CreateStatus(ORT_FAIL, e.what());
   }

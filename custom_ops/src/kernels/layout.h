@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace tmac {
 
@@ -27,7 +28,6 @@ struct Geometry {
   int64_t block_k = 0, n_blocks = 0;  // table-quantisation / int16-accumulation blocks
   int64_t step_bytes() const { return int64_t(kTileN) * bits; }
   int64_t tile_bytes() const { return k_steps * step_bytes(); }
-  int64_t packed_bytes() const { return n_tiles * tile_bytes(); }
   int64_t block_steps() const { return block_k / kStepK; }
   int64_t group_of_block(int64_t b) const { return (b * block_k) / group_size; }
   // Blocks never straddle groups: a group is one block, a whole number of blocks, or the row.
@@ -74,7 +74,6 @@ struct NibbleSlot {
 };
 
 inline int PairChunks(int bits) { return 2 * (bits / 2); }
-inline bool HasSingleChunk(int bits) { return bits % 2 == 1; }
 
 // `byte` in [0, 32*bits) within a step, `high` selects the high nibble.
 inline NibbleSlot SlotOf(int bits, int byte, bool high) {
@@ -88,5 +87,25 @@ inline NibbleSlot SlotOf(int bits, int byte, bool high) {
 }
 
 inline int QuadInStep(int byte) { return (byte % 32) / 16; }
+
+// The inverse of SlotOf for the first quad of a step: where plane p of channel c sits
+// (the second quad's nibble is 16 bytes further on).
+struct NibblePosition {
+  int byte = 0;
+  bool high = false;
+};
+
+// Positions indexed [plane * kTileN + channel].
+inline std::vector<NibblePosition> NibblePositions(int bits) {
+  std::vector<NibblePosition> where(size_t(bits) * kTileN);
+  for (int byte = 0; byte < kTileN * bits; ++byte) {
+    if (QuadInStep(byte) != 0) continue;
+    for (bool high : {false, true}) {
+      const NibbleSlot slot = SlotOf(bits, byte, high);
+      where[size_t(slot.plane) * kTileN + slot.channel] = {byte, high};
+    }
+  }
+  return where;
+}
 
 }  // namespace tmac

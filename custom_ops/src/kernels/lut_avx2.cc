@@ -5,8 +5,9 @@
 // Pair chunks put planes 2p and 2p+1 of one channel in adjacent bytes, so vpmaddubsw with
 // weights (1, 2) widens to int16 and combines the two planes in one instruction; the odd
 // top plane is widened with weights (1, 0) and (0, 1).  Each lane accumulates its own quads
-// in int16; the lanes are added and widened to int32 once per block (<= 256 k, which bounds
-// every int16 sum by 32 * 127 * 3 < 2^15), then scaled in fp32.
+// in int16 for a window of steps short enough that no sum can overflow (static_asserts below
+// bound the summed quantity for any weights and activations); each lane is then widened to
+// int32 and the lanes added, and each block scaled in fp32.
 // Compiled with -mavx2 -mfma -mf16c; only called after a run-time CPU check.
 #include <immintrin.h>
 
@@ -30,10 +31,22 @@ namespace {
 // bandwidth; 512 bytes ahead bought 10-15% (256 to 16384 were tried).
 constexpr int kPrefetchBytes = 512;
 
-// Adds the two lanes of 16 int16 partial sums and widens the 8 results to int32.
+// Widens the two lanes of 16 int16 partial sums (one quad of the step each, the same 8
+// channels) to int32 and adds them.  Adding them in int16 first overflowed: a lane may hold
+// up to 32767, two lanes twice that (4 bits, group 128, all-15 nibbles, positive activations).
 inline __m256i MergeLanes(__m256i acc) {
-  const __m128i sum = _mm_add_epi16(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-  return _mm256_cvtepi16_epi32(sum);
+  const __m256i low = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc));
+  return _mm256_add_epi32(low, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc, 1)));
+}
+
+// Scales 8 fp32 outputs by row_scale * channel_scale[0..7] in double (both powers of two: one
+// rounding, and no overflow or underflow on the way for any exponents).
+inline __m256 ToOutputUnits(__m256 y, __m256d row_scale, const double* channel_scale) {
+  const __m256d low = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(y)),
+                                    _mm256_mul_pd(row_scale, _mm256_loadu_pd(channel_scale)));
+  const __m256d high = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)),
+                                     _mm256_mul_pd(row_scale, _mm256_loadu_pd(channel_scale + 4)));
+  return _mm256_set_m128(_mm256_cvtpd_ps(high), _mm256_cvtpd_ps(low));
 }
 
 inline __m256 LoadHalf8(const uint16_t* p) {
@@ -57,11 +70,16 @@ struct PlaneWeights {
 };
 
 // Steps an int16 accumulator can take before it might overflow: each step adds, per lane
-// and channel, at most (2^bits - 1) * 127.
+// and channel, at most (2^bits - 1) * 127 (the lookups of every plane, weighted by 2^plane;
+// lanes are merged in int32, see MergeLanes).
 template <int kBits>
 constexpr int64_t WindowSteps() {
   return 32767 / (((1 << kBits) - 1) * 127);
 }
+// vpmaddubsw saturates its int16 pair sums: the largest is 127 * (2^(bits-2) + 2^(bits-1)).
+static_assert(127 * (4 + 8) <= 32767, "vpmaddubsw pair sum saturates");
+// A block's int32 sums: at most 32 steps * 2 lanes * 127 * 15.
+static_assert(int64_t(kMaxBlockK / kStepK) * 2 * 127 * 15 < (int64_t(1) << 31), "int32 block sum overflows");
 
 // acc[r][o] (16 int16: channels 8o..8o+7 in each lane, one lane per quad of the step) +=
 // the weighted table lookups of steps [s_begin, s_end) for kRows activation rows.  Each
@@ -127,7 +145,7 @@ template <int kBits, int kRows>
 TMAC_ALWAYS_INLINE void AccumulateBlock(const uint8_t* tile, const int8_t* const* tables, int64_t s_begin, int64_t s_end,
                             __m256i (*sum)[4]) {
   constexpr int64_t kWindow = WindowSteps<kBits>() >= 32 ? 32 : 16;
-  static_assert(kWindow <= WindowSteps<kBits>(), "int16 window overflows");
+  static_assert(kWindow * ((1 << kBits) - 1) * 127 <= 32767, "int16 window overflows");
   __m256i acc[kRows][4];
   auto accumulate_window = [&](int64_t w) TMAC_LAMBDA_INLINE {
     for (int r = 0; r < kRows; ++r)
@@ -172,14 +190,14 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
       const __m256 scale = LoadHalf8(&w.scale[at + 8 * o]);
       for (int r = 0; r < kRows; ++r) {
         const int64_t rb = (m0 + r) * g.n_blocks + b;
-        const __m256 half_scale = _mm256_set1_ps(act.half_scale[rb] * w.scale_unit);
+        const __m256 half_scale = _mm256_set1_ps(act.half_scale[rb]);
         const __m256 sum_f = _mm256_cvtepi32_ps(sum[r][o]);
         if (kSymmetric) {
-          const __m256 half_block_sum = _mm256_set1_ps(act.block_sum[rb] * (-0.5f * w.scale_unit));
+          const __m256 half_block_sum = _mm256_set1_ps(act.block_sum[rb] * -0.5f);
           y[r][o] = _mm256_fmadd_ps(scale, _mm256_fmadd_ps(sum_f, half_scale, half_block_sum), y[r][o]);
         } else {
           const __m256 constant = LoadHalf8(&w.constant[at + 8 * o]);
-          const __m256 block_sum = _mm256_set1_ps(act.block_sum[rb] * w.constant_unit);
+          const __m256 block_sum = _mm256_set1_ps(act.block_sum[rb]);
           y[r][o] = _mm256_fmadd_ps(sum_f, _mm256_mul_ps(scale, half_scale), _mm256_fmadd_ps(constant, block_sum, y[r][o]));
         }
       }
@@ -189,7 +207,9 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
   for (int r = 0; r < kRows; ++r) {
     float* dst = out.y + (m0 + r) * out.ldy + t * kTileN;
     alignas(32) float tmp[kTileN];
-    for (int o = 0; o < 4; ++o) _mm256_store_ps(tmp + 8 * o, y[r][o]);
+    const __m256d row_scale = _mm256_set1_pd(act.row_scale[m0 + r]);
+    for (int o = 0; o < 4; ++o)
+      _mm256_store_ps(tmp + 8 * o, ToOutputUnits(y[r][o], row_scale, &w.channel_scale[t * kTileN + 8 * o]));
     for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
   }
 }
@@ -231,32 +251,41 @@ void GemmTilesDispatch(const PreparedWeights& w, const ActivationTables& act, in
 
 // The eight entries of a quad in one vector: lane i holds sum_j (bit j of i ? a_j : -a_j),
 // summed in the portable order (sign flips by xor are exact), so the int8 tables are the same
-// bytes the scalar kernel builds.  Blocks that run past K take the portable path.
-void BuildTablesAvx2(const Geometry& g, const float* a, int8_t* tables, float* half_scale, float* block_sum) {
+// bytes the scalar kernel builds.  Blocks that run past K or hold a NaN or an infinity take
+// the portable path.
+bool BuildTablesAvx2(const Geometry& g, const float* a, const RowTables& out) {
   const __m256 sign_bit = _mm256_set1_ps(-0.f);
   const __m256 flip0 = _mm256_and_ps(sign_bit, _mm256_castsi256_ps(_mm256_setr_epi32(-1, 0, -1, 0, -1, 0, -1, 0)));
   const __m256 flip1 = _mm256_and_ps(sign_bit, _mm256_castsi256_ps(_mm256_setr_epi32(-1, -1, 0, 0, -1, -1, 0, 0)));
   const __m256 flip2 = _mm256_and_ps(sign_bit, _mm256_castsi256_ps(_mm256_setr_epi32(-1, -1, -1, -1, 0, 0, 0, 0)));
   const __m128i reverse_words = _mm_setr_epi8(14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1);
+  bool finite = true;
+  alignas(32) float scaled[kMaxBlockK];
   for (int64_t b = 0; b < g.n_blocks; ++b) {
-    const BlockStats st = ComputeBlockStats(g, a, b, half_scale, block_sum);
-    if (st.k1 > g.K) {
-      QuantizeQuadsPortable(g, a, st, tables);
+    const BlockStats st = ComputeBlockStats(g, a, b, out);
+    finite = finite && st.finite;
+    if (st.k1 > g.K || !st.finite) {
+      QuantizeQuadsPortable(g, a, st, out.tables);
       continue;
     }
+    const __m256 block_scale = _mm256_set1_ps(st.scale);
+    for (int64_t k = 0; k < st.k1 - st.k0; k += 8)  // block_k is a multiple of 8
+      _mm256_store_ps(scaled + k, _mm256_mul_ps(_mm256_loadu_ps(a + st.k0 + k), block_scale));
     const __m256 inv_step = _mm256_set1_ps(st.inv_step);
-    for (int64_t k = st.k0; k < st.k1; k += kQuadK) {
-      __m256 e = _mm256_xor_ps(_mm256_broadcast_ss(a + k), flip0);
-      e = _mm256_add_ps(e, _mm256_xor_ps(_mm256_broadcast_ss(a + k + 1), flip1));
-      e = _mm256_add_ps(e, _mm256_xor_ps(_mm256_broadcast_ss(a + k + 2), flip2));
-      e = _mm256_sub_ps(e, _mm256_broadcast_ss(a + k + 3));
-      // |e| <= max_abs, so e * 127 / max_abs rounds into [-127, 127]: no clamp needed
+    for (int64_t k = 0; k < st.k1 - st.k0; k += kQuadK) {
+      __m256 e = _mm256_xor_ps(_mm256_broadcast_ss(scaled + k), flip0);
+      e = _mm256_add_ps(e, _mm256_xor_ps(_mm256_broadcast_ss(scaled + k + 1), flip1));
+      e = _mm256_add_ps(e, _mm256_xor_ps(_mm256_broadcast_ss(scaled + k + 2), flip2));
+      e = _mm256_sub_ps(e, _mm256_broadcast_ss(scaled + k + 3));
+      // |e| <= max_quad, so e * 127 / max_quad rounds into [-127, 127]: no clamp needed
       const __m256i q32 = _mm256_cvtps_epi32(_mm256_mul_ps(e, inv_step));
       const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q32), _mm256_extracti128_si256(q32, 1));
       const __m128i mirror = _mm_shuffle_epi8(_mm_sub_epi16(_mm_setzero_si128(), q16), reverse_words);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(tables + (k / kQuadK) * kTableBytes), _mm_packs_epi16(q16, mirror));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out.tables + ((st.k0 + k) / kQuadK) * kTableBytes),
+                       _mm_packs_epi16(q16, mirror));
     }
   }
+  return finite;
 }
 
 void HalfToFloatF16c(const uint16_t* src, float* dst, size_t n) {
@@ -277,8 +306,7 @@ void FloatToHalfF16c(const float* src, uint16_t* dst, size_t n) {
 }  // namespace
 
 const KernelOps& Avx2Kernel() {
-  static const KernelOps ops = {"avx2", BuildTablesAvx2, GemmTilesDispatch, HalfToFloatF16c,
-                                FloatToHalfF16c};
+  static const KernelOps ops = {BuildTablesAvx2, GemmTilesDispatch, HalfToFloatF16c, FloatToHalfF16c};
   return ops;
 }
 

@@ -12,34 +12,54 @@ namespace tmac {
 // Weights as every kernel reads them.  The bit planes are the ONNX initializer itself
 // (never copied); the per-group scale and constant term are rearranged once at kernel
 // creation into [tile][group][32] so a tile reads them sequentially.  They are stored as
-// fp16 in units of a per-tensor power of two (so no scale underflows or overflows fp16):
-// in fp32 they would add 0.5 bit per weight of memory traffic at group 128, a quarter of
-// a 2-bit weight, while fp16 rounding (2^-12 relative) is far below the int8 table error.
+// fp16 in units of a per-channel power of two 2^u[n] (the largest of the channel's finite
+// |s| and |constant| lies in [2^14, 2^15)): in fp32 they would add 0.5 bit per weight of
+// memory traffic at group 128, a quarter of a 2-bit weight, while fp16 rounding (2^-12
+// relative) is far below the int8 table error.  u[n] >= -126, so a subnormal fp32 scale
+// (quantum 2^-149) lands on a multiple of 2^-23 and fp16 (quantum 2^-24) holds it exactly.
 struct PreparedWeights {
   Geometry geo;
-  const uint8_t* planes = nullptr;  // packed_bytes() bytes, owned by the session
-  std::vector<uint16_t> scale;      // fp16 of s[n, g] / scale_unit
-  std::vector<uint16_t> constant;   // fp16 of (s[n, g] * (2^bits - 1) / 2 + o[n, g]) / constant_unit
-  float scale_unit = 1.f;
-  float constant_unit = 1.f;
+  const uint8_t* planes = nullptr;     // n_tiles * tile_bytes() bytes, owned by the session
+  std::vector<uint16_t> scale;         // fp16 of s[n, g] / 2^u[n]
+  std::vector<uint16_t> constant;      // fp16 of (s[n, g] * (2^bits - 1) / 2 + o[n, g]) / 2^u[n]
+  std::vector<double> channel_scale;   // [N_pad] 2^u[n]
   // Every zero point is the default 2^(bits-1), so the constant is exactly -s/2: `constant`
   // stays empty and kernels derive it from the scale (0.5 bit per weight less traffic at
   // group 32: a tenth of what a 4-bit weight streams, a sixth at 2 bits).
   bool symmetric = false;
 };
 
-// Lookup tables of M activation rows, built once per call.
-//   tables     [M][k_steps][32]  int8: table of quad 2s in bytes 0..15, quad 2s+1 in 16..31
-//   half_scale [M][n_blocks]     table quantisation step / 2
-//   block_sum  [M][n_blocks]     exact sum of the activations of the block
+// Where one activation row's tables go (build_tables writes them).
+//   tables         [k_steps][32]  int8: table of quad 2s in bytes 0..15, quad 2s+1 in 16..31
+//   half_scale     [n_blocks]     table quantisation step / 2, in units of 2^E[b]
+//   block_sum      [n_blocks]     sum of the block's finite activations, in units of 2^E[b]
+//   block_exponent [n_blocks]     E[b] (see tables.h)
+struct RowTables {
+  int8_t* tables = nullptr;
+  float* half_scale = nullptr;
+  float* block_sum = nullptr;
+  int32_t* block_exponent = nullptr;
+};
+
+// Lookup tables of M activation rows, as the tile kernels read them.  The driver rescales
+// half_scale and block_sum of row m from block units to one unit per row, 2^R[m] with R[m]
+// the row's largest block exponent, so blocks add up without per-block exponents.
+//   tables     [M][k_steps][32]
+//   half_scale [M][n_blocks], block_sum [M][n_blocks]   in units of 2^R[m]
+//   row_scale  [M]                                       2^R[m]
 struct ActivationTables {
   int64_t rows = 0;
   const int8_t* tables = nullptr;
   const float* half_scale = nullptr;
   const float* block_sum = nullptr;
+  const double* row_scale = nullptr;
 };
 
-// Output rows y[m * ldy + n] for n < N; bias (length N) may be null.
+// Output rows y[m * ldy + n] for n < N; bias (length N) may be null.  Tile kernels sum
+//   Y'[m, n] = sum_b s'[n, g(b)] * P[m, n, b] * half_scale[m, b] + c'[n, g(b)] * block_sum[m, b]
+// (s', c' the fp16 values above, P the integer lookup sum) in fp32 and store
+//   y = float(double(Y') * row_scale[m] * channel_scale[n]) + bias[n]
+// (one rounding: the two factors are powers of two, exact in double).
 struct OutputRows {
   float* y = nullptr;
   int64_t ldy = 0;
@@ -47,24 +67,14 @@ struct OutputRows {
 };
 
 struct KernelOps {
-  const char* name;
-  // Builds the tables of one activation row `a` (K floats).
-  void (*build_tables)(const Geometry& geo, const float* a, int8_t* tables, float* half_scale,
-                       float* block_sum);
+  // Builds the tables of one activation row `a` (K floats); returns false when the row holds
+  // a NaN or an infinity (counted as 0 in the tables).
+  bool (*build_tables)(const Geometry& geo, const float* a, const RowTables& out);
   // Computes the tiles [tile_begin, tile_end) for every row of `act`.
   void (*gemm_tiles)(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
                      int64_t tile_end, const OutputRows& out);
   void (*half_to_float)(const uint16_t* src, float* dst, size_t n);
   void (*float_to_half)(const float* src, uint16_t* dst, size_t n);
 };
-
-const KernelOps& ScalarKernel();
-#if defined(TMAC_HAVE_AVX2)
-const KernelOps& Avx2Kernel();
-#endif
-
-// The fastest kernel this CPU runs, or the one named by `forced` ("scalar", "avx2").
-// Returns null when `forced` names a kernel this build or CPU lacks.
-const KernelOps* SelectKernel(const char* forced);
 
 }  // namespace tmac

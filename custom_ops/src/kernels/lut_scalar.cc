@@ -66,6 +66,10 @@ const SlotTable& SlotsFor(int bits) {
   return tables[bits - 1];
 }
 
+// Integer sums per block in int32: at most block_k / 4 = 64 quads, each adding 127 * (2^bits - 1)
+// over the planes, far below 2^31.
+static_assert(int64_t(kMaxBlockK / kQuadK) * 127 * 15 < (int64_t(1) << 31), "int32 block sum overflows");
+
 void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
                      int64_t tile_end, const OutputRows& out) {
   const Geometry& g = w.geo;
@@ -90,18 +94,19 @@ void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int6
           }
         }
         const int64_t at = (t * g.n_groups + g.group_of_block(b)) * kTileN;
-        const float hs = act.half_scale[m * g.n_blocks + b] * w.scale_unit;
+        const float hs = act.half_scale[m * g.n_blocks + b];
         const float block_sum = act.block_sum[m * g.n_blocks + b];
         for (int c = 0; c < kTileN; ++c) {
           const float s = HalfToFloat(w.scale[at + c]);
           // symmetric: the constant is -s/2 (see PreparedWeights)
-          const float constant = w.symmetric ? -0.5f * s * w.scale_unit : HalfToFloat(w.constant[at + c]) * w.constant_unit;
+          const float constant = w.symmetric ? -0.5f * s : HalfToFloat(w.constant[at + c]);
           y[c] += float(acc[c]) * (s * hs) + constant * block_sum;
         }
       }
       for (int c = 0; c < kTileN && t * kTileN + c < g.N; ++c) {
         const int64_t n = t * kTileN + c;
-        out.y[m * out.ldy + n] = y[c] + (out.bias ? out.bias[n] : 0.f);
+        const float scaled = float(double(y[c]) * act.row_scale[m] * w.channel_scale[n]);
+        out.y[m * out.ldy + n] = scaled + (out.bias ? out.bias[n] : 0.f);
       }
     }
   }
@@ -118,8 +123,7 @@ void FloatToHalfScalar(const float* src, uint16_t* dst, size_t n) {
 }  // namespace
 
 const KernelOps& ScalarKernel() {
-  static const KernelOps ops = {"scalar", BuildTablesPortable, GemmTilesScalar, HalfToFloatScalar,
-                                FloatToHalfScalar};
+  static const KernelOps ops = {BuildTablesPortable, GemmTilesScalar, HalfToFloatScalar, FloatToHalfScalar};
   return ops;
 }
 

@@ -3,48 +3,81 @@
 // For the quad (a0, a1, a2, a3) and a 4-bit index i, the table holds
 //     T[i] = sum_j (bit j of i ? +a_j : -a_j)
 // (the +-1 form of the bit planes, see docs/packed-format.md).  T[15 - i] = -T[i], so only
-// the eight entries with bit 3 clear are computed and the rest are mirrored.  Entries are
-// quantised to int8 with one step per block: max over the block's quads of sum_j |a_j|
-// divided by 127, which keeps every entry within [-127, 127].
+// the eight entries with bit 3 clear are computed and the rest are mirrored.
+//
+// Float range.  Each block is first scaled by a power of two 2^-E (exact) that brings its
+// largest finite |a| into [0.5, 1): sums of four, the block sum (<= 256) and the step can
+// then neither overflow (four activations of 1e38 sum past FLT_MAX) nor lose precision to
+// subnormals (a step of 1e-37 activations is itself subnormal).  Entries are quantised to
+// int8 with one step per block: max over the block's quads of sum_j |a_j|, divided by 127,
+// which keeps every entry within [-127, 127].  Scaling by a power of two commutes with every
+// rounding here, so the bytes are those of the unscaled arithmetic wherever that had no
+// overflow or underflow.  NaN and infinities count as 0 here; the driver adds their
+// products exactly as a float matmul would (lut_gemm.cc, NonFiniteTerms).
 #pragma once
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 
-#include "layout.h"
+#include "lut_kernel.h"
 
 namespace tmac {
 
-// Sum and quantisation step of block b: every kernel's table builder starts here, so the
-// steps (and thus the int8 entries) are identical across kernels.
+// Block exponents are clamped so that 2^-E is a normal float: a block whose largest |a| is
+// below 2^-126 (subnormal) is scaled by 2^125, which still brings it to 2^-24 or above; one
+// near FLT_MAX ends below 4 (quad sums below 16, block sums below 1024).
+constexpr int kMinBlockExponent = -125;
+constexpr int kMaxBlockExponent = 126;
+
+inline bool IsFinite(float x) { return std::fabs(x) <= FLT_MAX; }  // false for NaN and +-inf
+
+// Quantisation step of block b: every kernel's table builder starts here, so the steps (and
+// thus the int8 entries) are identical across kernels.
 struct BlockStats {
   int64_t k0, k1;     // [k0, k1): the block's k range in the padded row
-  float inv_step;     // 127 / max_abs, or 0 for an all-zero or non-finite block
+  float scale;        // 2^-E: activations are multiplied by this before anything else
+  float inv_step;     // 127 / (scaled max quad |sum|), or 0 for an all-zero block
+  bool finite;        // no NaN or infinity in the block
 };
 
-inline BlockStats ComputeBlockStats(const Geometry& g, const float* a, int64_t b, float* half_scale,
-                                    float* block_sum) {
+// Writes the block's half step, sum (both in units of 2^E) and E; returns the stats.
+inline BlockStats ComputeBlockStats(const Geometry& g, const float* a, int64_t b, const RowTables& out) {
   const int64_t k0 = b * g.block_k;
   const int64_t k1 = std::min(k0 + g.block_k, g.K_pad);
-  float sum = 0.f, max_abs = 0.f;
-  for (int64_t k = k0; k < k1 && k < g.K; ++k) sum += a[k];
+  const int64_t k_end = std::min(k1, g.K);
+  float max_abs = 0.f;
+  bool finite = true;
+  for (int64_t k = k0; k < k_end; ++k) {
+    const float v = std::fabs(a[k]);
+    finite = finite && IsFinite(v);
+    max_abs = IsFinite(v) && v > max_abs ? v : max_abs;
+  }
+  int exponent = 0;
+  if (max_abs > 0.f) std::frexp(max_abs, &exponent);  // max_abs in [2^(E-1), 2^E)
+  exponent = std::min(kMaxBlockExponent, std::max(kMinBlockExponent, exponent));
+  const float scale = std::ldexp(1.f, -exponent);
+  float sum = 0.f, max_quad = 0.f;
   for (int64_t k = k0; k < k1; k += kQuadK) {
     float abs_sum = 0.f;
-    for (int j = 0; j < kQuadK; ++j) abs_sum += k + j < g.K ? std::fabs(a[k + j]) : 0.f;
-    max_abs = std::max(max_abs, abs_sum);
+    for (int j = 0; j < kQuadK; ++j) {
+      const float v = k + j < g.K && IsFinite(a[k + j]) ? a[k + j] * scale : 0.f;
+      sum += v;
+      abs_sum += std::fabs(v);
+    }
+    max_quad = std::max(max_quad, abs_sum);
   }
-  // A NaN or infinite activation makes max_abs non-finite; the tables become zero and the
-  // block sum carries the NaN/Inf into the output, as a float matmul would.
-  half_scale[b] = max_abs / 254.f;
-  block_sum[b] = sum;
-  return {k0, k1, (max_abs > 0.f && std::isfinite(max_abs)) ? 127.f / max_abs : 0.f};
+  out.half_scale[b] = max_quad / 254.f;
+  out.block_sum[b] = sum;
+  out.block_exponent[b] = exponent;
+  return {k0, k1, scale, max_quad > 0.f ? 127.f / max_quad : 0.f, finite};
 }
 
 // The eight entries with bit 3 clear, summed left to right, and their mirror images.
 inline void QuantizeQuadsPortable(const Geometry& g, const float* a, const BlockStats& st, int8_t* tables) {
   for (int64_t k = st.k0; k < st.k1; k += kQuadK) {
     float v[kQuadK];
-    for (int j = 0; j < kQuadK; ++j) v[j] = k + j < g.K ? a[k + j] : 0.f;
+    for (int j = 0; j < kQuadK; ++j) v[j] = k + j < g.K && IsFinite(a[k + j]) ? a[k + j] * st.scale : 0.f;
     int8_t* t = tables + (k / kQuadK) * kTableBytes;
     for (int i = 0; i < 8; ++i) {
       float e = (i & 1) ? v[0] : -v[0];
@@ -58,10 +91,14 @@ inline void QuantizeQuadsPortable(const Geometry& g, const float* a, const Block
   }
 }
 
-inline void BuildTablesPortable(const Geometry& g, const float* a, int8_t* tables, float* half_scale,
-                                float* block_sum) {
-  for (int64_t b = 0; b < g.n_blocks; ++b)
-    QuantizeQuadsPortable(g, a, ComputeBlockStats(g, a, b, half_scale, block_sum), tables);
+inline bool BuildTablesPortable(const Geometry& g, const float* a, const RowTables& out) {
+  bool finite = true;
+  for (int64_t b = 0; b < g.n_blocks; ++b) {
+    const BlockStats st = ComputeBlockStats(g, a, b, out);
+    finite = finite && st.finite;
+    QuantizeQuadsPortable(g, a, st, out.tables);
+  }
+  return finite;
 }
 
 }  // namespace tmac

@@ -1,0 +1,105 @@
+// The kernel registry and the run-time choice of kernel.  This file is compiled for the
+// baseline ISA: CPU checks must not run instructions the CPU may lack.
+#include "registry.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace tmac {
+
+const KernelOps& ScalarKernel();
+#if defined(TMAC_HAVE_AVX512)
+const KernelOps& Avx512Kernel();
+#endif
+#if defined(TMAC_HAVE_AVX2)
+const KernelOps& Avx2Kernel();
+#endif
+
+namespace {
+
+// GCC's checks include the OS's XSAVE support for the wider registers.
+#define TMAC_CPU_HAS(feature) (__builtin_cpu_init(), __builtin_cpu_supports(feature))
+
+const char* ScalarMissing() { return nullptr; }
+
+#if defined(TMAC_HAVE_AVX512)
+const char* Avx512Missing() {
+  const bool ok = TMAC_CPU_HAS("avx512f") && TMAC_CPU_HAS("avx512bw") && TMAC_CPU_HAS("avx512vl") && TMAC_CPU_HAS("avx512vnni") &&
+                  TMAC_CPU_HAS("avx2") && TMAC_CPU_HAS("fma") && TMAC_CPU_HAS("f16c");
+  return ok ? nullptr : "AVX-512 F/BW/VL/VNNI";
+}
+#endif
+
+#if defined(TMAC_HAVE_AVX2)
+const char* Avx2Missing() {
+  return TMAC_CPU_HAS("avx2") && TMAC_CPU_HAS("fma") && TMAC_CPU_HAS("f16c") ? nullptr : "AVX2, FMA and F16C";
+}
+#endif
+
+const KernelEntry kKernels[] = {
+#if defined(TMAC_HAVE_AVX512)
+    {"avx512", Avx512Missing, Avx512Kernel},
+#endif
+#if defined(TMAC_HAVE_AVX2)
+    {"avx2", Avx2Missing, Avx2Kernel},
+#endif
+    {"scalar", ScalarMissing, ScalarKernel},
+};
+
+// TMAC_ORT_KERNEL, read once: it limits the whole process to one kernel.
+const std::string& ForcedByEnvironment() {
+  static const std::string forced = [] {
+    const char* v = std::getenv("TMAC_ORT_KERNEL");
+    return std::string(v ? v : "");
+  }();
+  return forced;
+}
+
+const KernelEntry* Find(const std::string& name) {
+  for (const KernelEntry& e : kKernels)
+    if (name == e.name) return &e;
+  return nullptr;
+}
+
+std::string KnownNames() {
+  std::string names;
+  for (const KernelEntry& e : kKernels) names += std::string(names.empty() ? "" : ", ") + e.name;
+  return names;
+}
+
+}  // namespace
+
+const KernelEntry* Kernels(size_t* count) {
+  *count = sizeof(kKernels) / sizeof(kKernels[0]);
+  return kKernels;
+}
+
+std::string UnavailableReason(const KernelEntry& entry) {
+  if (const char* missing = entry.missing_cpu_features()) return std::string("this CPU lacks ") + missing;
+  const std::string& forced = ForcedByEnvironment();
+  if (!forced.empty() && forced != entry.name) return "TMAC_ORT_KERNEL=" + forced + " selects another kernel";
+  return "";
+}
+
+const KernelEntry* ChooseKernel(const std::string& name, std::string* error) {
+  const std::string& wanted = name.empty() ? ForcedByEnvironment() : name;
+  const char* source = name.empty() ? "TMAC_ORT_KERNEL" : "session option tmac.kernel";
+  if (wanted.empty()) {
+    for (const KernelEntry& e : kKernels)
+      if (UnavailableReason(e).empty()) return &e;
+    *error = "no kernel available";  // unreachable: scalar runs everywhere
+    return nullptr;
+  }
+  const KernelEntry* entry = Find(wanted);
+  if (entry == nullptr) {
+    *error = std::string(source) + "=" + wanted + " names no kernel of this build (it has: " + KnownNames() + ")";
+    return nullptr;
+  }
+  if (const char* missing = entry->missing_cpu_features()) {
+    *error = std::string(source) + "=" + wanted + ": this CPU lacks " + missing;
+    return nullptr;
+  }
+  return entry;
+}
+
+}  // namespace tmac
