@@ -37,7 +37,7 @@ class RewriteOptions:
     def __post_init__(self):
         if self.bits not in (1, 2, 3, 4):
             raise ValueError(f"--bits must be 1, 2, 3 or 4, got {self.bits}")
-        if self.group_size <= 0 or (self.group_size % 8 and self.group_size != -1):
+        if self.group_size != -1 and (self.group_size <= 0 or self.group_size % 8):
             raise ValueError(f"--group-size must be a positive multiple of 8 (or -1 for whole rows), got {self.group_size}")
         for regex in [*self.include, *self.exclude, *self.bits_for]:
             try:

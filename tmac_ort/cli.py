@@ -48,6 +48,8 @@ def _rewrite(args) -> int:
 
     src, dst = Path(args.input), Path(args.output)
     options = _options(args)
+    for stale in convert.remove_stale_temporaries(dst.parent if not dst.is_dir() or src.is_dir() else dst):
+        print(f"removed {stale}: left by an interrupted rewrite", file=sys.stderr)
     done = [0]
 
     def progress(node_name):

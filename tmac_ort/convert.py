@@ -17,6 +17,38 @@ import onnx_ir as ir
 from . import get_library_path
 
 EXTERNAL_DATA_THRESHOLD = 1 << 30  # bytes of initializers above which weights go to a .data file
+TEMPORARY_PREFIX = ".tmac-"
+
+
+def _temporary_dir(parent: Path) -> Path:
+    """A hidden folder beside the output (same file system, so the final rename is atomic),
+    named after this process so a later run can tell it is stale."""
+    return Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", dir=parent))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Removes the temporary folders a killed rewrite left in `folder` (their process is
+    gone); returns them."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for tmp in folder.glob(TEMPORARY_PREFIX + "*"):
+        pid = tmp.name[len(TEMPORARY_PREFIX):].split("-", 1)[0]
+        if tmp.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
 
 
 def load_model(path: Path) -> ir.Model:
@@ -46,7 +78,8 @@ def save_model(model: ir.Model, path: Path) -> None:
     files: those references point into the source folder, so they must be written anew.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmac-", dir=path.parent))
+    remove_stale_temporaries(path.parent)
+    tmp = _temporary_dir(path.parent)
     try:
         external = has_external_tensors(model) or initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
         data_name = path.name + ".data"
@@ -100,7 +133,9 @@ def rewrite_folder(src: Path, dst: Path, options=None, dry_run: bool = False, pr
     if not models:
         raise ValueError(f"{src}: no .onnx model in this folder")
     reports = {}
-    tmp = Path(tempfile.mkdtemp(prefix=".tmac-", dir=dst.parent if dst.parent.exists() else None))
+    parent = dst.parent if dst.parent.exists() else Path(tempfile.gettempdir())
+    remove_stale_temporaries(parent)
+    tmp = _temporary_dir(parent)
     try:
         data_files = {d.name for m in models for d in src.glob(m.name + "*.data")}
         for item in src.iterdir():

@@ -60,16 +60,39 @@ def compare(original: np.ndarray, rewritten: np.ndarray) -> dict[str, float]:
     return out
 
 
-def verify(original: Path, rewritten: Path, threads: int = 1) -> int:
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def open_session(path: Path, threads: int):
+    """An InferenceSession with the op library, or ValueError in one line (missing, garbage,
+    empty or truncated files, unsupported opsets, missing external data: ORT says which)."""
     import onnxruntime as ort
 
     from . import session_options
 
-    s_orig = ort.InferenceSession(str(original), session_options(threads))
-    s_new = ort.InferenceSession(str(rewritten), session_options(threads))
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types for every kind of bad model
+        raise ValueError(f"{path}: onnxruntime cannot load it: {_first_line(e)}") from None
+
+
+def verify(original: Path, rewritten: Path, threads: int = 1) -> int:
+    s_orig = open_session(original, threads)
+    s_new = open_session(rewritten, threads)
     feed = make_inputs(s_orig, head_size=genai_head_size(original))
     names = [o.name for o in s_orig.get_outputs()]
-    for name, a, b in zip(names, s_orig.run(names, feed), s_new.run(names, feed)):
+    missing = [n for n in names if n not in {o.name for o in s_new.get_outputs()}]
+    if missing:
+        raise ValueError(f"{rewritten}: has no output {missing[0]!r} of {original}")
+    try:
+        outputs = zip(names, s_orig.run(names, feed), s_new.run(names, feed))
+    except Exception as e:
+        raise ValueError(f"running the models failed: {_first_line(e)}") from None
+    for name, a, b in outputs:
         stats = "  ".join(f"{k} {v:.3e}" if k != "top1_agreement" else f"{k} {v:.1%}" for k, v in compare(a, b).items())
         print(f"{name:30s} {stats}")
     return 0
