@@ -43,7 +43,7 @@ def build_tables(a: np.ndarray, geo: Geometry):
     exponent[max_abs == 0] = 0
     scaled = np.ldexp(padded, -exponent[:, block_of_k]).astype(np.float32)  # exact
     v = scaled.reshape(M, -1, QUAD_K)
-    abs_sum = ((np.abs(v[..., 0]) + np.abs(v[..., 1])) + np.abs(v[..., 2])) + np.abs(v[..., 3])
+    abs_sum = (np.abs(v[..., 0]) + np.abs(v[..., 1])) + (np.abs(v[..., 2]) + np.abs(v[..., 3]))  # QuadAbsSum's order
     block_of_quad = np.arange(v.shape[1]) // (geo.block_k // QUAD_K)
     max_quad = np.zeros((M, geo.n_blocks), dtype=np.float32)
     np.maximum.at(max_quad, (slice(None), block_of_quad), abs_sum)

@@ -12,6 +12,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cfloat>
 
 #include "lut_kernel.h"
 #include "tables.h"
@@ -249,6 +250,52 @@ void GemmTilesDispatch(const PreparedWeights& w, const ActivationTables& act, in
   GemmTilesBits<false>(w, act, tile_begin, tile_end, out);
 }
 
+inline float HorizontalMax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+// The statistics of a block that lies wholly inside K, eight activations at a time, and its
+// activations times 2^-E in `scaled`.  Returns false (nothing written) when the block holds a
+// NaN or an infinity: the portable path takes it.  The quad sums |a0|+|a1| + |a2|+|a3| are
+// two horizontal adds, in QuadAbsSum's order, so the int8 bytes equal the portable ones.
+bool BlockStatsAvx2(const Geometry& g, const float* a, int64_t b, const RowTables& out, float* scaled,
+                    BlockStats* stats) {
+  const int64_t n = g.block_k;  // a multiple of 8 here
+  const float* x = a + b * g.block_k;
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 float_max = _mm256_set1_ps(FLT_MAX);
+  __m256 max_abs = _mm256_setzero_ps(), all_finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int64_t k = 0; k < n; k += 8) {
+    const __m256 v = _mm256_and_ps(_mm256_loadu_ps(x + k), abs_mask);
+    const __m256 finite = _mm256_cmp_ps(v, float_max, _CMP_LE_OQ);  // false for NaN and inf
+    all_finite = _mm256_and_ps(all_finite, finite);
+    max_abs = _mm256_max_ps(max_abs, v);
+  }
+  if (_mm256_movemask_ps(all_finite) != 0xff) return false;
+  const int exponent = BlockExponent(HorizontalMax(max_abs));
+  const __m256 scale = _mm256_set1_ps(std::ldexp(1.f, -exponent));
+  __m256 sum = _mm256_setzero_ps(), max_quad = _mm256_setzero_ps();
+  for (int64_t k = 0; k < n; k += 16) {
+    const __m256 v0 = _mm256_mul_ps(_mm256_loadu_ps(x + k), scale);
+    const __m256 v1 = k + 8 < n ? _mm256_mul_ps(_mm256_loadu_ps(x + k + 8), scale) : _mm256_setzero_ps();
+    _mm256_store_ps(scaled + k, v0);
+    _mm256_store_ps(scaled + k + 8, v1);  // (scaled has room: kMaxBlockK + 8)
+    const __m256 pairs = _mm256_hadd_ps(_mm256_and_ps(v0, abs_mask), _mm256_and_ps(v1, abs_mask));
+    max_quad = _mm256_max_ps(max_quad, _mm256_hadd_ps(pairs, pairs));
+    sum = _mm256_add_ps(sum, _mm256_add_ps(v0, v1));
+  }
+  *stats = FinishBlockStats(g, b, exponent, HorizontalMax(max_quad), HorizontalSum(sum), true, out);
+  return true;
+}
+
 // The eight entries of a quad in one vector: lane i holds sum_j (bit j of i ? a_j : -a_j),
 // summed in the portable order (sign flips by xor are exact), so the int8 tables are the same
 // bytes the scalar kernel builds.  Blocks that run past K or hold a NaN or an infinity take
@@ -260,17 +307,15 @@ bool BuildTablesAvx2(const Geometry& g, const float* a, const RowTables& out) {
   const __m256 flip2 = _mm256_and_ps(sign_bit, _mm256_castsi256_ps(_mm256_setr_epi32(-1, -1, -1, -1, 0, 0, 0, 0)));
   const __m128i reverse_words = _mm_setr_epi8(14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1);
   bool finite = true;
-  alignas(32) float scaled[kMaxBlockK];
+  alignas(32) float scaled[kMaxBlockK + 8];
   for (int64_t b = 0; b < g.n_blocks; ++b) {
-    const BlockStats st = ComputeBlockStats(g, a, b, out);
-    finite = finite && st.finite;
-    if (st.k1 > g.K || !st.finite) {
+    BlockStats st;
+    if ((b + 1) * g.block_k > g.K || !BlockStatsAvx2(g, a, b, out, scaled, &st)) {
+      st = ComputeBlockStats(g, a, b, out);
+      finite = finite && st.finite;
       QuantizeQuadsPortable(g, a, st, out.tables);
       continue;
     }
-    const __m256 block_scale = _mm256_set1_ps(st.scale);
-    for (int64_t k = 0; k < st.k1 - st.k0; k += 8)  // block_k is a multiple of 8
-      _mm256_store_ps(scaled + k, _mm256_mul_ps(_mm256_loadu_ps(a + st.k0 + k), block_scale));
     const __m256 inv_step = _mm256_set1_ps(st.inv_step);
     for (int64_t k = 0; k < st.k1 - st.k0; k += kQuadK) {
       __m256 e = _mm256_xor_ps(_mm256_broadcast_ss(scaled + k), flip0);

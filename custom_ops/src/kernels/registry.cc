@@ -8,9 +8,6 @@
 namespace tmac {
 
 const KernelOps& ScalarKernel();
-#if defined(TMAC_HAVE_AVX512)
-const KernelOps& Avx512Kernel();
-#endif
 #if defined(TMAC_HAVE_AVX2)
 const KernelOps& Avx2Kernel();
 #endif
@@ -22,14 +19,6 @@ namespace {
 
 const char* ScalarMissing() { return nullptr; }
 
-#if defined(TMAC_HAVE_AVX512)
-const char* Avx512Missing() {
-  const bool ok = TMAC_CPU_HAS("avx512f") && TMAC_CPU_HAS("avx512bw") && TMAC_CPU_HAS("avx512vl") && TMAC_CPU_HAS("avx512vnni") &&
-                  TMAC_CPU_HAS("avx2") && TMAC_CPU_HAS("fma") && TMAC_CPU_HAS("f16c");
-  return ok ? nullptr : "AVX-512 F/BW/VL/VNNI";
-}
-#endif
-
 #if defined(TMAC_HAVE_AVX2)
 const char* Avx2Missing() {
   return TMAC_CPU_HAS("avx2") && TMAC_CPU_HAS("fma") && TMAC_CPU_HAS("f16c") ? nullptr : "AVX2, FMA and F16C";
@@ -37,9 +26,6 @@ const char* Avx2Missing() {
 #endif
 
 const KernelEntry kKernels[] = {
-#if defined(TMAC_HAVE_AVX512)
-    {"avx512", Avx512Missing, Avx512Kernel},
-#endif
 #if defined(TMAC_HAVE_AVX2)
     {"avx2", Avx2Missing, Avx2Kernel},
 #endif

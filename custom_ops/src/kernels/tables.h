@@ -41,7 +41,33 @@ struct BlockStats {
   bool finite;        // no NaN or infinity in the block
 };
 
-// Writes the block's half step, sum (both in units of 2^E) and E; returns the stats.
+// 2^-E for a block whose largest finite |a| is `max_abs` (E = 0 for an all-zero block).
+inline int BlockExponent(float max_abs) {
+  int exponent = 0;
+  if (max_abs > 0.f) std::frexp(max_abs, &exponent);  // max_abs in [2^(E-1), 2^E)
+  return std::min(kMaxBlockExponent, std::max(kMinBlockExponent, exponent));
+}
+
+// |a0| + |a1| + |a2| + |a3| in the one order every builder uses: pairs first, as a vector
+// horizontal add does.
+inline float QuadAbsSum(float v0, float v1, float v2, float v3) {
+  return (std::fabs(v0) + std::fabs(v1)) + (std::fabs(v2) + std::fabs(v3));
+}
+
+// Writes block b's half step, sum (both in units of 2^E) and E; returns its stats.  `sum`
+// may be summed in any order (it is exact to fp32 rounding either way); `max_quad` decides
+// the int8 bytes and must come from QuadAbsSum.
+inline BlockStats FinishBlockStats(const Geometry& g, int64_t b, int exponent, float max_quad, float sum, bool finite,
+                                   const RowTables& out) {
+  out.half_scale[b] = max_quad / 254.f;
+  out.block_sum[b] = sum;
+  out.block_exponent[b] = exponent;
+  const int64_t k0 = b * g.block_k;
+  return {k0, std::min(k0 + g.block_k, g.K_pad), std::ldexp(1.f, -exponent), max_quad > 0.f ? 127.f / max_quad : 0.f,
+          finite};
+}
+
+// The portable statistics of block b.
 inline BlockStats ComputeBlockStats(const Geometry& g, const float* a, int64_t b, const RowTables& out) {
   const int64_t k0 = b * g.block_k;
   const int64_t k1 = std::min(k0 + g.block_k, g.K_pad);
@@ -53,24 +79,18 @@ inline BlockStats ComputeBlockStats(const Geometry& g, const float* a, int64_t b
     finite = finite && IsFinite(v);
     max_abs = IsFinite(v) && v > max_abs ? v : max_abs;
   }
-  int exponent = 0;
-  if (max_abs > 0.f) std::frexp(max_abs, &exponent);  // max_abs in [2^(E-1), 2^E)
-  exponent = std::min(kMaxBlockExponent, std::max(kMinBlockExponent, exponent));
+  const int exponent = BlockExponent(max_abs);
   const float scale = std::ldexp(1.f, -exponent);
   float sum = 0.f, max_quad = 0.f;
   for (int64_t k = k0; k < k1; k += kQuadK) {
-    float abs_sum = 0.f;
+    float v[kQuadK];
     for (int j = 0; j < kQuadK; ++j) {
-      const float v = k + j < g.K && IsFinite(a[k + j]) ? a[k + j] * scale : 0.f;
-      sum += v;
-      abs_sum += std::fabs(v);
+      v[j] = k + j < g.K && IsFinite(a[k + j]) ? a[k + j] * scale : 0.f;
+      sum += v[j];
     }
-    max_quad = std::max(max_quad, abs_sum);
+    max_quad = std::max(max_quad, QuadAbsSum(v[0], v[1], v[2], v[3]));
   }
-  out.half_scale[b] = max_quad / 254.f;
-  out.block_sum[b] = sum;
-  out.block_exponent[b] = exponent;
-  return {k0, k1, scale, max_quad > 0.f ? 127.f / max_quad : 0.f, finite};
+  return FinishBlockStats(g, b, exponent, max_quad, sum, finite, out);
 }
 
 // The eight entries with bit 3 clear, summed left to right, and their mirror images.
