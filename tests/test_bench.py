@@ -2,6 +2,9 @@
 
 import csv
 
+import pytest
+
+import tmac_ort
 from tmac_ort import cli
 
 
@@ -10,7 +13,9 @@ def test_bench_writes_table_and_csv(tmp_path, capsys):
                      "--rounds", "1", "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "bench.csv")))
     kernels = {r["kernel"] for r in rows}
-    assert {"LutGemm 1b", "LutGemm 2b", "MatMulNBits 2b acc4", "MatMulNBits 2b LUT", "MatMul fp32"} <= kernels
+    best = tmac_ort.available_kernels()[0]  # the default LutGemm kernel is named
+    assert {f"LutGemm 1b {best}", f"LutGemm 2b {best}", "MatMulNBits 2b acc4", "MatMulNBits 2b LUT",
+            "MatMul fp32"} <= kernels
     assert all(float(r["ms"]) > 0 for r in rows)
     table = (tmp_path / "bench.md").read_text()
     assert table.count("| 256×128 |") == 4
@@ -50,3 +55,17 @@ def test_cold_table_says_how_it_was_timed(tmp_path):
                      "--rounds", "1", "--cold", "--out", str(tmp_path)]) == 0
     assert "cold: caches emptied" in (tmp_path / "bench.md").read_text()
 
+
+
+def test_bench_times_every_kernel_named(tmp_path):
+    names = tmac_ort.available_kernels()
+    assert cli.main(["bench", "--shapes", "256x128", "--m", "1", "--bits", "2", "--threads", "1", "--rounds", "1",
+                     "--kernel", *names, "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "bench.csv")))
+    assert [r["kernel"] for r in rows if r["kernel"].startswith("LutGemm")] == [f"LutGemm 2b {n}" for n in names]
+    assert f"({names[0]})" in (tmp_path / "bench.md").read_text()
+
+
+def test_bench_refuses_a_kernel_it_cannot_run(capsys):
+    with pytest.raises(SystemExit, match="kernel sparc: not in this build"):
+        cli.main(["bench", "--kernel", "sparc"])

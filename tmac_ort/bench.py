@@ -62,10 +62,14 @@ class Contender:
     weight_bytes: int
 
 
-def _session(model, threads, extra_config=None, library: str | None = None):
+def _session(model, threads, extra_config=None, library: str | None = None, kernel: str | None = None):
     import onnxruntime as ort
 
+    from . import KERNEL_CONFIG_KEY
+
     options = ort.SessionOptions()
+    if kernel:  # read when the library is registered
+        options.add_session_config_entry(KERNEL_CONFIG_KEY, kernel)
     if library:
         options.register_custom_ops_library(library)
     # Every session owns a thread pool; idle workers spinning in one session's pool would
@@ -78,10 +82,13 @@ def _session(model, threads, extra_config=None, library: str | None = None):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libraries=()) -> list[Contender]:
+def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libraries=(),
+               kernels: tuple[str, ...] = ()) -> list[Contender]:
+    """LutGemm once per kernel of `kernels` (default: the best this CPU has; the first is the
+    one the ratios use), other builds of the op, ORT's quantised kernels and fp32 MatMul."""
     from onnx import helper, numpy_helper
 
-    from . import get_library_path, matmul_nbits, packing
+    from . import get_library_path, matmul_nbits, packing, selected_kernel
     from .model import make_lut_gemm_model
 
     out = []
@@ -90,7 +97,9 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
     # no constant term, see docs/packed-format.md)
     nbytes = qw.pack().nbytes + 2 * qw.scales.size
     model = make_lut_gemm_model(qw)
-    out.append(Contender(f"LutGemm {bits}b", _session(model, threads, library=get_library_path()), nbytes))
+    for kernel in kernels or (selected_kernel(),):
+        out.append(Contender(f"LutGemm {bits}b {kernel}",
+                             _session(model, threads, library=get_library_path(), kernel=kernel), nbytes))
     for library in other_libraries:  # A/B against another build of the op (ablations)
         out.append(Contender(f"LutGemm {bits}b [{Path(library).parent.name}]",
                              _session(model, threads, library=str(library)), nbytes))
@@ -121,11 +130,11 @@ def group_dividing(K: int, preferred: int) -> int:
     raise SystemExit(f"K={K}: no group size of {preferred}, 64 or 32 divides it")
 
 
-def ternary_contenders(w_nk: np.ndarray, threads: int) -> tuple[list[Contender], np.ndarray]:
+def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] = ()) -> tuple[list[Contender], np.ndarray]:
     """BitNet-style ternary weights (sign of w, zero where |w| is small, one scale per row):
     LutGemm packs them exactly at 2 bits with one group per row (what `tmac-ort rewrite`
     does on detecting them); ORT gets the same values as 2-bit MatMulNBits (block 128)."""
-    from . import get_library_path, matmul_nbits
+    from . import get_library_path, matmul_nbits, selected_kernel
     from .model import make_lut_gemm_model
     from .packing import QuantizedWeight
     from .rewriter.float_matmul import exact_ternary
@@ -133,8 +142,9 @@ def ternary_contenders(w_nk: np.ndarray, threads: int) -> tuple[list[Contender],
     scale = np.abs(w_nk).mean(axis=1, keepdims=True)
     ternary = (np.sign(w_nk) * (np.abs(w_nk) > 0.5 * scale) * scale).astype(np.float32)
     qw = exact_ternary(ternary)
-    out = [Contender("LutGemm ternary", _session(make_lut_gemm_model(qw), threads, library=get_library_path()),
-                     qw.pack().nbytes)]
+    out = [Contender(f"LutGemm ternary {kernel}",
+                     _session(make_lut_gemm_model(qw), threads, library=get_library_path(), kernel=kernel),
+                     qw.pack().nbytes) for kernel in kernels or (selected_kernel(),)]
     N, K = w_nk.shape
     block = group_dividing(K, 128)
     blocks = K // block
@@ -160,10 +170,10 @@ def llama_cpp_tq2_0_ms(test_backend_ops: str, K: int, N: int) -> float | None:
     return float(found.group(1)) / 1e3 if found else None
 
 
-def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None) -> None:
+def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None, kernels: tuple[str, ...] = ()) -> None:
     K, N = shape
     rng = np.random.default_rng(0)
-    cs, _ = ternary_contenders((rng.standard_normal((N, K)) * 0.02).astype(np.float32), threads)
+    cs, _ = ternary_contenders((rng.standard_normal((N, K)) * 0.02).astype(np.float32), threads, kernels)
     a = rng.standard_normal((1, K)).astype(np.float32)
     samples = {c.name: [] for c in cs}
     if llama_cpp:
@@ -177,7 +187,7 @@ def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None) -> None
                 raise SystemExit(f"llama.cpp test-backend-ops has no TQ2_0 case for K={K} N={N}")
             samples["llama.cpp TQ2_0"].append(ms)
     medians = {name: float(np.median(v)) for name, v in samples.items()}
-    lut = medians["LutGemm ternary"]
+    lut = medians[cs[0].name]
     print(f"ternary K={K} N={N} M=1 threads={threads}, medians of {rounds} rounds:")
     for name, ms in medians.items():
         print(f"  {name:22s} {ms:.3f} ms   LutGemm / this {lut / ms:.2f}")
@@ -208,7 +218,7 @@ def time_interleaved(cs: list[Contender], a: np.ndarray, rounds: int, iters: int
 
 
 def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, bandwidth: dict,
-        other_libraries=(), cold: bool = False):
+        other_libraries=(), cold: bool = False, kernels: tuple[str, ...] = ()):
     """`bandwidth`: measured read GB/s per thread count."""
     rng = np.random.default_rng(0)
     evict = CacheEvictor() if cold else None
@@ -218,7 +228,7 @@ def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, 
         group = group_dividing(K, group_size)
         for threads in threads_list:
             for bits in bits_list:
-                cs = contenders(w, bits, group, threads, other_libraries)
+                cs = contenders(w, bits, group, threads, other_libraries, kernels)
                 for M in ms:
                     a = rng.standard_normal((M, K)).astype(np.float32)
                     times = time_interleaved(cs, a, rounds, 50, evict)
@@ -250,7 +260,7 @@ def write_outputs(rows, out_dir: Path, bandwidth: dict, cold: bool = False):
     mode = ("cold: caches emptied before every timed call, weights come from DRAM" if cold else
             "warm: repeated calls, weights partly or wholly in the caches")
     lines = [f"Measured read bandwidth: {measured}.  Timing: {mode}.", "",
-             "| K×N | M | bits | threads | LutGemm ms | best ORT quantised ms (kernel) | fp32 MatMul ms | LutGemm / best ORT "
+             "| K×N | M | bits | threads | LutGemm ms (kernel) | best ORT quantised ms (kernel) | fp32 MatMul ms | LutGemm / best ORT "
              "| LutGemm weight GB/s (share of read bandwidth) |",
              "|---|---|---|---|---|---|---|---|---|"]
     key = lambda r: (r["K"], r["N"], r["M"], r["bits"], r["threads"])  # noqa: E731
@@ -258,10 +268,10 @@ def write_outputs(rows, out_dir: Path, bandwidth: dict, cold: bool = False):
     for r in rows:
         groups.setdefault(key(r), []).append(r)
     for (K, N, M, bits, threads), rs in groups.items():
-        lut = rs[0]
+        lut = rs[0]  # the first kernel named (or the default)
         ort = min((r for r in rs if r["kernel"].startswith("MatMulNBits")), key=lambda r: r["ms"])
         fp32 = next(r for r in rs if r["kernel"] == "MatMul fp32")
-        lines.append(f"| {K}×{N} | {M} | {bits} | {threads} | {lut['ms']:.3f} | {ort['ms']:.3f} ({ort['kernel']}) | "
+        lines.append(f"| {K}×{N} | {M} | {bits} | {threads} | {lut['ms']:.3f} ({lut['kernel'].split()[-1]}) | {ort['ms']:.3f} ({ort['kernel']}) | "
                      f"{fp32['ms']:.3f} | **{lut['ratio_lut_vs_best_ort']:.2f}** | "
                      f"{lut['weight_gbs']:.1f} ({lut['bw_share']:.0%}) |")
     (out_dir / "bench.md").write_text("\n".join(lines) + "\n")
@@ -299,15 +309,26 @@ def main(argv=None) -> int:
                    help="ternary weights, M=1, first shape and thread count only (add --llama-cpp to compare)")
     p.add_argument("--cold", action="store_true",
                    help="empty the caches before every timed call (weights streamed from DRAM), one call per sample")
+    p.add_argument("--kernel", nargs="*", default=[], metavar="NAME",
+                   help="LutGemm kernels of the registry to time side by side (default: the best this CPU has; "
+                        "the first gives the ratios)")
     p.add_argument("--llama-cpp", metavar="TEST_BACKEND_OPS",
                    help="llama.cpp's test-backend-ops binary: adds its TQ2_0 GEMV to --ternary")
     args = p.parse_args(argv)
     shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes]
+    from . import kernel_registry
+
+    for name in args.kernel:
+        known = {k.name: k for k in kernel_registry()}
+        if name not in known or not known[name].available:
+            why = known[name].unavailable if name in known else f"not in this build ({', '.join(known)})"
+            raise SystemExit(f"tmac-ort bench: kernel {name}: {why}")
+    kernels = tuple(args.kernel)
     if args.ternary:
-        run_ternary(shapes[0], args.threads[0], args.rounds, args.llama_cpp)
+        run_ternary(shapes[0], args.threads[0], args.rounds, args.llama_cpp, kernels)
         return 0
     bandwidth = {t: read_bandwidth_gbs(t) for t in sorted(set(args.threads))}
     print("read bandwidth " + ", ".join(f"{t} thread(s) {gbs:.1f} GB/s" for t, gbs in bandwidth.items()))
     run(shapes, args.m, args.bits, args.threads, args.group_size, args.rounds, Path(args.out), bandwidth,
-        args.compare_library, args.cold)
+        args.compare_library, args.cold, kernels)
     return 0
