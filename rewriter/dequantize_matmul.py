@@ -41,7 +41,7 @@ class DequantizeLinearMatMulToLutGemm(LutGemmRule):
         K, N = q.shape
         axis = dq.attributes["axis"].as_int() if "axis" in dq.attributes else 1
         block = dq.attributes["block_size"].as_int() if "block_size" in dq.attributes else 0
-        if block > 0 and axis == 0 and s.shape == (K // block, N):
+        if block > 0 and axis == 0 and s.shape == (-(-K // block), N):  # the last block may be short
             group = block
         elif block == 0 and s.ndim == 1 and s.shape == (N,) and axis in (1, -1):
             group, s = K, s.reshape(1, N)
@@ -53,6 +53,6 @@ class DequantizeLinearMatMulToLutGemm(LutGemmRule):
         signed = dtype.startswith("INT")
         shift = (1 << (bits - 1)) if signed else 0
         q_u = (q.astype(np.int16) + shift).astype(np.uint8).T
-        z = (zp.astype(np.int16) + shift).astype(np.uint8).T if zp is not None else np.full((N, K // group), shift, np.uint8)
+        z = (zp.astype(np.int16) + shift).astype(np.uint8).T if zp is not None else np.full((N, s.shape[0]), shift, np.uint8)
         qw = QuantizedWeight(np.ascontiguousarray(q_u), s.astype(np.float32).T, bits, group, zero_points=z)
         return self.accept(node, qw)

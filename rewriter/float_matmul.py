@@ -46,7 +46,8 @@ class FloatMatMulToLutGemm(LutGemmRule):
         if ternary is not None:
             return self.accept(node, ternary, bias)
         bits = self.options.bits_of(node.name)
-        group = K if self.options.group_size == -1 else self.options.group_size
+        # -1, or a group longer than the row: one group per row; else the last group may be short
+        group = K if self.options.group_size == -1 or self.options.group_size >= K else self.options.group_size
         if why := geometry_problem(K, N, bits, group):
             return skip(why)
         return self.accept(node, quantize_rtn(w_nk, bits, group, self.options.symmetric), bias)

@@ -43,7 +43,8 @@ def session(model):
     "kwargs,message",
     [
         ({"attrs": {"bits": 5}}, "bits must be 1, 2, 3 or 4"),
-        ({"attrs": {"group_size": 48}}, "group_size must be positive and divide K"),
+        ({"attrs": {"group_size": 0}}, "group_size must be positive"),
+        ({"attrs": {"group_size": 12}}, "group_size must be a multiple of 8"),  # (48 is fine: groups 48 + 16)
         ({"attrs": {"layout_version": 2}}, "layout_version 2 is not supported"),
         ({"drop_attr": "N"}, "missing or non-integer attribute 'N'"),
         ({"attrs": {"N": 64}}, "scales has shape [40, 2], expected [64, 2]"),

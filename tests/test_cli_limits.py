@@ -127,3 +127,18 @@ def test_a_killed_rewrite_leaves_nothing_behind_after_the_next_run(tmp_path, rng
     assert again.returncode == 0, again.stderr
     assert "left by an interrupted rewrite" in again.stderr
     assert sorted(p.name for p in out_dir.iterdir()) == [target.name]
+
+
+def test_a_float_matmul_whose_k_is_not_a_multiple_of_the_group_converts(tmp_path, rng, capsys):
+    """K=576 at the default group 128 was skipped (exit 0, nothing said); now its last group is short."""
+    w_kn = rng.standard_normal((576, 48)).astype(np.float32)
+    src, out = tmp_path / "m.onnx", tmp_path / "m.lut.onnx"
+    src.write_bytes(float_matmul_model(w_kn).SerializeToString())
+    assert cli.main(["rewrite", str(src), "-o", str(out)]) == 0
+    assert "converted      1  MatMul (float)" in capsys.readouterr().out
+    qw = lut_weight(out)
+    assert (qw.group_size, qw.scales.shape) == (128, (48, 5))
+    a = rng.standard_normal((2, 576)).astype(np.float32)
+    y = make_session(out).run(None, {"A": a})[0]
+    assert (np.abs(y - a.astype(np.float64) @ qw.dequantize().T) <= table_error_bound(a, qw)).all()
+    np.testing.assert_allclose(qw.dequantize(), w_kn.T, atol=np.abs(w_kn).max() / 7)  # 4-bit RTN of the float weights

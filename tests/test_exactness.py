@@ -114,7 +114,7 @@ def check(qw, a, kernel, threads=1):
 
 def weights(kind: str, N: int, K: int, bits: int, group: int, rng, scale=1.0) -> packing.QuantizedWeight:
     levels = (1 << bits) - 1
-    n_groups = K // group
+    n_groups = -(-K // group)
     if kind == "all_max":  # every nibble 2^bits - 1, zero point 0: all weights positive and largest
         q = np.full((N, K), levels)
     elif kind == "all_zero":
@@ -122,7 +122,7 @@ def weights(kind: str, N: int, K: int, bits: int, group: int, rng, scale=1.0) ->
     elif kind == "constant_rows":
         q = np.repeat(rng.integers(0, levels + 1, (N, 1)), K, axis=1)
     elif kind == "alternating":
-        q = np.tile([0, levels], (N, K // 2))
+        q = np.tile([0, levels], (N, -(-K // 2)))[:, :K]
     else:
         q = rng.integers(0, levels + 1, (N, K))
     scales = (scale * rng.uniform(0.5, 1.0, (N, n_groups))).astype(np.float32)
@@ -269,3 +269,14 @@ def test_random_shapes_and_magnitudes(kernel, bits, group_steps, blocks, N, M, l
     qw = packing.QuantizedWeight(q, scales, bits, group, **extra)
     a = (10.0**log_a * rng.standard_normal((M, K)) * rng.uniform(0, 1, (M, 1))).astype(np.float32)
     check(qw, a, kernel)
+
+
+@pytest.mark.parametrize("K,group", [(576, 128), (960, 128), (1001, 64), (100, 64), (72, 256)])
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_a_short_last_group(rng, kernel, bits, K, group):
+    """K not a multiple of the group (hidden sizes 576 and 960 at MatMulNBits' default block
+    128): n_groups = ceil(K / group), the last group shorter."""
+    qw = weights("random", 40, K, bits, group, rng)
+    assert qw.scales.shape == (40, -(-K // group))
+    check(qw, activations(K - K % 2, rng)[:, :K] if K % 2 == 0 else rng.standard_normal((3, K)), kernel)
+    check(weights("all_max", 40, K, bits, group, rng), np.abs(rng.standard_normal((2, K))), kernel)

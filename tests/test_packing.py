@@ -50,7 +50,7 @@ def test_pack_rejects_values_that_do_not_fit():
 
 @pytest.mark.parametrize(
     "K,N,bits,group,message",
-    [(64, 8, 5, 32, "bits"), (64, 8, 2, 48, "divide"), (60, 8, 2, 12, "multiple of 8"), (1280, 8, 2, 640, "256")],
+    [(64, 8, 5, 32, "bits"), (64, 8, 2, 0, "positive"), (60, 8, 2, 12, "multiple of 8"), (1280, 8, 2, 640, "256")],
 )
 def test_geometry_rejects_bad_shapes(K, N, bits, group, message):
     with pytest.raises(ValueError, match=message):

@@ -204,7 +204,7 @@ def test_cli_dry_run_and_unknown_flags(tmp_path, rng, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--frobnicate"])
     assert e.value.code == 2
-    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--group-size", "48"]) == 1
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--exclude", "fc"]) == 1
     assert "no node matched" in capsys.readouterr().err and not (tmp_path / "o.onnx").exists()
     assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--group-size", "32"]) == 0
     assert "converted      1  MatMul (float)" in capsys.readouterr().out
@@ -282,3 +282,23 @@ def test_verify_inputs_take_the_kv_head_size_from_a_genai_config(tmp_path):
 
     feed = verify.make_inputs(Session(), seq_len=5, head_size=verify.genai_head_size(tmp_path / "model.onnx"))
     assert feed["input_ids"].shape == (1, 5) and feed["past_key_values.0.key"].shape == (1, 3, 0, 64)
+
+
+@pytest.mark.parametrize("K,block", [(576, 128), (960, 128), (576, 32)])
+def test_ort_quantizer_models_with_a_padded_last_block_convert_losslessly(tmp_path, rng, K, block):
+    """ORT's own quantizer pads K to the block (hidden sizes 576 and 960 at its default block
+    128): every MatMul converts, to exactly MatMulNBits' weights, and matches its output."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    w = {"fc1": rng.standard_normal((K, 64)).astype(np.float32), "fc2": rng.standard_normal((64, K)).astype(np.float32)}
+    quantizer = MatMulNBitsQuantizer(float_model(w), algo_config=DefaultWeightOnlyQuantConfig(
+        block_size=block, is_symmetric=False, accuracy_level=0))
+    quantizer.process()
+    source = quantizer.model.model
+    assert [n.op_type for n in source.graph.node] == ["MatMulNBits", "MatMulNBits"]
+    rewritten, report = rewrite(source)
+    assert report.converted == {"MatMulNBits": 2} and not report.skipped
+    a = rng.standard_normal((3, K)).astype(np.float32)
+    ort_exact = make_session(source, library=False).run(None, {"A": a})[0]  # accuracy_level 0: fp32 activations
+    y = make_session(rewritten).run(None, {"A": a})[0]
+    assert relative_rms(y, ort_exact) < 2e-2

@@ -39,10 +39,12 @@ def to_matmul_nbits(w: QuantizedWeight):
     if w.bits not in (2, 4, 8):
         raise ValueError(f"MatMulNBits stores 2, 4 or 8 bits, not {w.bits}")
     per_byte = 8 // w.bits
-    n_blocks = w.K // w.group_size
+    n_blocks = w.geometry.n_groups
     if w.group_size % per_byte:
         raise ValueError("group_size must hold whole bytes")
-    b = _pack_lsb_first(w.q.reshape(w.N, n_blocks, w.group_size), w.bits)
+    q = np.zeros((w.N, n_blocks * w.group_size), dtype=np.uint8)  # the last block padded, as ORT pads it
+    q[:, : w.K] = w.q
+    b = _pack_lsb_first(q.reshape(w.N, n_blocks, w.group_size), w.bits)
     zp = None
     if w.zero_points is not None:
         padded = np.zeros((w.N, -(-n_blocks // per_byte) * per_byte), dtype=np.uint8)
@@ -55,11 +57,10 @@ def from_matmul_nbits(b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray
                       bits: int, block_size: int) -> QuantizedWeight:
     """QuantizedWeight with exactly MatMulNBits' dequantised values (scales kept as float32).
 
-    A trailing partial block (K % block_size != 0) is not representable and is refused.
+    K need not be a multiple of block_size: the last block is padded in B and is the short
+    last group of the QuantizedWeight.
     """
-    if K % block_size:
-        raise ValueError(f"K={K} is not a multiple of block_size={block_size}")
-    n_blocks = K // block_size
+    n_blocks = -(-K // block_size)
     q = _unpack_lsb_first(np.asarray(b, dtype=np.uint8).reshape(N, n_blocks, -1), bits, block_size)
     zp = None
     if zero_points is not None:
@@ -67,7 +68,7 @@ def from_matmul_nbits(b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray
         if zp_arr.dtype != np.uint8:
             raise ValueError(f"zero points of type {zp_arr.dtype} are not integer zero points")
         zp = _unpack_lsb_first(zp_arr.reshape(N, -1), bits, n_blocks)
-    return QuantizedWeight(q.reshape(N, K), np.asarray(scales, dtype=np.float32).reshape(N, n_blocks), bits,
+    return QuantizedWeight(q.reshape(N, -1)[:, :K], np.asarray(scales, dtype=np.float32).reshape(N, n_blocks), bits,
                            block_size, zero_points=zp)
 
 

@@ -36,8 +36,8 @@ class Geometry:
             raise ValueError(f"bits must be 1, 2, 3 or 4, got {bits}")
         if K <= 0 or N <= 0:
             raise ValueError(f"K and N must be positive, got K={K}, N={N}")
-        if group <= 0 or K % group:
-            raise ValueError(f"group_size {group} must be positive and divide K={K}")
+        if group <= 0:
+            raise ValueError(f"group_size must be positive, got {group}")
         if group != K and group % STEP_K:
             raise ValueError(f"group_size {group} must be a multiple of {STEP_K} (or equal K)")
         if group > MAX_BLOCK_K and group % MAX_BLOCK_K and group != K:
@@ -61,7 +61,8 @@ class Geometry:
 
     @property
     def n_groups(self) -> int:
-        return self.K // self.group_size
+        """ceil(K / group_size): the last group may be shorter (K not a multiple of the group)."""
+        return -(-self.K // self.group_size)
 
     @property
     def block_k(self) -> int:
@@ -183,7 +184,8 @@ class QuantizedWeight:
         return Geometry(self.K, self.N, self.bits, self.group_size)
 
     def per_element(self, values: np.ndarray) -> np.ndarray:
-        return np.repeat(values, self.group_size, axis=1)
+        """Per-group values [N, n_groups] repeated along K (the last group may be shorter)."""
+        return np.repeat(values, self.group_size, axis=1)[:, : self.K]
 
     def dequantize(self) -> np.ndarray:
         """W[N, K] in float32, exactly as MatMulNBits computes it: s * (q - z) or s * q + o."""
@@ -212,12 +214,17 @@ def quantize_rtn(w: np.ndarray, bits: int, group_size: int, symmetric: bool = Tr
     w = np.asarray(w, dtype=np.float32)
     N, K = w.shape
     geo = Geometry(K, N, bits, group_size)
-    groups = w.reshape(N, geo.n_groups, group_size)
+    # a short last group is padded with zeros, which change neither its largest magnitude nor
+    # its [min(w, 0), max(w, 0)] range
+    padded = np.zeros((N, geo.n_groups * group_size), dtype=np.float32)
+    padded[:, :K] = w
+    groups = padded.reshape(N, geo.n_groups, group_size)
     levels = (1 << bits) - 1
     if symmetric and bits == 1:
-        alpha = np.abs(groups).mean(axis=2)
+        lengths = np.minimum(group_size, K - np.arange(geo.n_groups) * group_size)  # the last may be short
+        alpha = (np.abs(groups).sum(axis=2) / lengths).astype(np.float32)
         q = (groups >= 0).astype(np.uint8)
-        return QuantizedWeight(q.reshape(N, K), 2 * alpha, bits, group_size, offsets=-alpha)
+        return QuantizedWeight(q.reshape(N, -1)[:, :K], 2 * alpha, bits, group_size, offsets=-alpha)
     if symmetric:
         idx = np.abs(groups).argmax(axis=2)[..., None]
         vmax = np.take_along_axis(groups, idx, axis=2)[..., 0]
@@ -225,11 +232,12 @@ def quantize_rtn(w: np.ndarray, bits: int, group_size: int, symmetric: bool = Tr
         scales[scales == 0] = 1.0
         zero = np.full(scales.shape, 1 << (bits - 1), dtype=np.float32)
         q = np.clip(np.rint(groups / scales[..., None]) + zero[..., None], 0, levels)
-        return QuantizedWeight(q.astype(np.uint8).reshape(N, K), scales, bits, group_size)
+        return QuantizedWeight(q.astype(np.uint8).reshape(N, -1)[:, :K], scales, bits, group_size)
     lo = np.minimum(groups.min(axis=2), 0)
     hi = np.maximum(groups.max(axis=2), 0)
     scales = (hi - lo) / levels
     scales[scales == 0] = 1.0
     zero = np.clip(np.rint(-lo / scales), 0, levels)
     q = np.clip(np.rint(groups / scales[..., None]) + zero[..., None], 0, levels)
-    return QuantizedWeight(q.astype(np.uint8).reshape(N, K), scales, bits, group_size, zero_points=zero.astype(np.uint8))
+    return QuantizedWeight(q.astype(np.uint8).reshape(N, -1)[:, :K], scales, bits, group_size,
+                           zero_points=zero.astype(np.uint8))

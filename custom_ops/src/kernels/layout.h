@@ -30,7 +30,8 @@ struct Geometry {
   int64_t tile_bytes() const { return k_steps * step_bytes(); }
   int64_t block_steps() const { return block_k / kStepK; }
   int64_t group_of_block(int64_t b) const { return (b * block_k) / group_size; }
-  // Blocks never straddle groups: a group is one block, a whole number of blocks, or the row.
+  // Blocks never straddle groups: a group is one block, a whole number of blocks, or the row
+  // (the last group may have fewer blocks).
   int64_t blocks_per_group() const { return group_size == K ? n_blocks : group_size / block_k; }
 };
 
@@ -39,7 +40,9 @@ inline const char* MakeGeometry(int64_t K, int64_t N, int64_t bits, int64_t grou
   if (bits < 1 || bits > 4) return "bits must be 1, 2, 3 or 4";
   if (K <= 0 || N <= 0) return "K and N must be positive";
   if (K > (int64_t(1) << 31) || N > (int64_t(1) << 31)) return "K and N must be below 2^31";
-  if (group_size <= 0 || K % group_size != 0) return "group_size must be positive and divide K";
+  if (group_size <= 0) return "group_size must be positive";
+  // The last group may be shorter than the others (K not a multiple of group_size), as in
+  // MatMulNBits: n_groups = ceil(K / group_size).
   const bool whole_row = group_size == K;
   if (!whole_row && group_size % kStepK != 0) return "group_size must be a multiple of 8 (or equal K)";
   int64_t block_k;
@@ -58,7 +61,7 @@ inline const char* MakeGeometry(int64_t K, int64_t N, int64_t bits, int64_t grou
   g->N_pad = (N + kTileN - 1) / kTileN * kTileN;
   g->n_tiles = g->N_pad / kTileN;
   g->k_steps = g->K_pad / kStepK;
-  g->n_groups = K / group_size;
+  g->n_groups = (K + group_size - 1) / group_size;
   g->block_k = block_k;
   g->n_blocks = (g->K_pad + block_k - 1) / block_k;
   return nullptr;
