@@ -69,3 +69,41 @@ def test_genai_lut2_runs_and_produces_tokens(generations):
     """2-bit round-to-nearest of a 135M model is too lossy to answer well; it must still run."""
     for result in generations["genai-lut2"]:
         assert len(result["tokens"]) == NEW_TOKENS or 2 in result["tokens"]
+
+
+MOVED_FOLDER_SCRIPT = """
+import sys, onnxruntime_genai as og
+def tokens(folder):
+    model = og.Model(folder)
+    tokenizer = og.Tokenizer(model)
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=64, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(tokenizer.encode("The capital of France is"))
+    for _ in range(8):
+        generator.generate_next_token()
+    return list(generator.get_sequence(0))
+original, moved = tokens(sys.argv[1]), tokens(sys.argv[2])
+assert original == moved, (original, moved)
+print(len(moved))
+"""
+
+
+def test_a_moved_genai_folder_still_generates(generations, tmp_path):
+    """genai_config.json names the op library relative to the folder: copied elsewhere (and
+    the original folder's library out of reach), it loads and decodes the same tokens."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("recipe", RECIPE)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    source = recipe.cache_root() / "smollm2" / "genai-lut4"
+    config = json.loads((source / "genai_config.json").read_text())
+    assert config["model"]["decoder"]["session_options"]["custom_ops_library"] == "libtmac_ort_ops.so"
+    moved = tmp_path / "elsewhere" / "genai-lut4"
+    shutil.copytree(source, moved)
+    done = subprocess.run([str(recipe.env_python("genai")), "-c", MOVED_FOLDER_SCRIPT, str(source), str(moved)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.split()[-1]) > 8

@@ -91,12 +91,30 @@ def save_model(model: ir.Model, path: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def external_data_files(path: Path) -> set[str]:
+    """The files a model's initializers name as external data (any name an exporter chose:
+    model.onnx.data, model.onnx_data, weights.bin, ...), relative to its folder."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    names = set()
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            names.update(e.value for e in tensor.external_data if e.key == "location")
+    return names
+
+
 def model_size(path: Path) -> int:
     """Bytes of a model file and its external data files."""
-    total = path.stat().st_size
-    for data in path.parent.glob(path.name + "*.data"):
-        total += data.stat().st_size
-    return total
+    return path.stat().st_size + sum((path.parent / name).stat().st_size for name in external_data_files(path)
+                                     if (path.parent / name).is_file())
+
+
+def _default_permissions(folder: Path) -> None:
+    """mkdtemp makes folders 0700; an output folder gets what mkdir would give it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
 
 
 def rewrite_file(src: Path, dst: Path, options=None, dry_run: bool = False, progress=None,
@@ -137,7 +155,7 @@ def rewrite_folder(src: Path, dst: Path, options=None, dry_run: bool = False, pr
     remove_stale_temporaries(parent)
     tmp = _temporary_dir(parent)
     try:
-        data_files = {d.name for m in models for d in src.glob(m.name + "*.data")}
+        data_files = {name for m in models for name in external_data_files(m)}
         for item in src.iterdir():
             if item.suffix != ".onnx" and item.name not in data_files:
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
@@ -149,8 +167,10 @@ def rewrite_folder(src: Path, dst: Path, options=None, dry_run: bool = False, pr
             library = Path(get_library_path())
             shutil.copy2(library, tmp / library.name)
             if (tmp / "genai_config.json").is_file():
-                # absolute path of the copy inside the output folder: onnxruntime-genai loads it as given
-                register_in_genai_config(tmp, str(dst.resolve() / library.name))
+                # relative to the model folder (onnxruntime-genai 0.18 resolves it there): the
+                # folder keeps working after a move
+                register_in_genai_config(tmp, library.name)
+            _default_permissions(tmp)
             os.replace(tmp, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

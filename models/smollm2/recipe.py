@@ -236,12 +236,16 @@ def stage_refresh_libraries(work: Path) -> None:
     folders themselves stay valid)."""
     from tmac_ort import get_library_path
 
+    from tmac_ort.convert import register_in_genai_config
+
     library = Path(get_library_path())
     current = library.read_bytes()
     for copy in sorted(work.glob(f"*/{library.name}")):
         if copy.read_bytes() != current:
             shutil.copy2(library, copy)
             log(f"updated the op library in {copy.parent}")
+        if (copy.parent / "genai_config.json").is_file():  # (folders built before it was relative)
+            register_in_genai_config(copy.parent, library.name)
 
 
 STAGES = {
