@@ -1,4 +1,5 @@
-"""com.microsoft.MatMulNBits (bits 2 and 4) -> LutGemm, lossless: the same q, scales and zero points."""
+"""com.microsoft.MatMulNBits (bits 2 and 4) -> LutGemm, lossless: the same q, scales and zero
+points (float zero points, as ORT's HQQ writes them, become offsets -s * z)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ class MatMulNBitsToLutGemm(LutGemmRule):
         zp_arr = constant_array(inputs[ZERO_POINTS])
         if b_arr is None or s_arr is None or (inputs[ZERO_POINTS] is not None and zp_arr is None):
             return skip("weights, scales or zero points are not constant")
-        if zp_arr is not None and zp_arr.dtype != np.uint8:
-            return skip(f"float zero points ({zp_arr.dtype}) are not supported")
+        if zp_arr is not None and zp_arr.dtype != np.uint8 and not np.issubdtype(zp_arr.dtype, np.floating):
+            return skip(f"zero points of type {zp_arr.dtype} are not supported")
         if why := geometry_problem(K, N, bits, block):
             return skip(why)
         try:

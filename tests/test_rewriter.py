@@ -206,7 +206,9 @@ def test_cli_dry_run_and_unknown_flags(tmp_path, rng, capsys):
         cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--frobnicate"])
     assert e.value.code == 2
     assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--exclude", "fc"]) == 1
-    assert "no node matched" in capsys.readouterr().err and not (tmp_path / "o.onnx").exists()
+    captured = capsys.readouterr()
+    assert "no node matched" in captured.err and not (tmp_path / "o.onnx").exists()
+    assert "skipped        1  MatMul (float): excluded by --exclude: fc" in captured.out  # why, even when nothing converts
     assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--group-size", "32"]) == 0
     assert "converted      1  MatMul (float)" in capsys.readouterr().out
 
@@ -310,3 +312,36 @@ def test_ort_quantizer_models_with_a_padded_last_block_convert_losslessly(tmp_pa
     ort_exact = make_session(source, library=False).run(None, {"A": a})[0]  # accuracy_level 0: fp32 activations
     y = make_session(rewritten).run(None, {"A": a})[0]
     assert relative_rms(y, ort_exact) < 2e-2
+
+
+@pytest.mark.parametrize("K,block", [(512, 32), (512, 128), (576, 128)])
+@pytest.mark.parametrize("bits", [2, 4])
+def test_matmul_nbits_with_float_zero_points_hqq_converts(rng, bits, K, block):
+    """ORT's HQQ quantizer writes float zero points (same type as the scales): w = s * (q - z).
+    They were refused; they are offsets -s * z."""
+    from onnx import TensorProto
+
+    N = 96
+    n_blocks = -(-K // block)
+    q = rng.integers(0, 1 << bits, (N, K)).astype(np.uint8)
+    scales = rng.uniform(0.01, 0.05, (N, n_blocks)).astype(np.float32)
+    zeros = rng.uniform(0, (1 << bits) - 1, (N, n_blocks)).astype(np.float32)  # HQQ: not integers
+    int_weight = packing.QuantizedWeight(q, scales, bits, block)
+    b, _, _ = matmul_nbits.to_matmul_nbits(int_weight)
+    node = helper.make_node("MatMulNBits", ["A", "B", "scales", "zp"], ["Y"], domain="com.microsoft", name="hqq",
+                            K=K, N=N, bits=bits, block_size=block, accuracy_level=0)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", K])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(b, "B"), numpy_helper.from_array(scales, "scales"),
+                               numpy_helper.from_array(zeros, "zp")])
+    source = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
+    source.ir_version = 10
+    rewritten, report = rewrite(source)
+    assert report.converted == {"MatMulNBits": 1}
+    expected_w = (q.astype(np.float32) - int_weight.per_element(zeros)) * int_weight.per_element(scales)
+    np.testing.assert_allclose(lut_weight(rewritten).dequantize(), expected_w, rtol=0, atol=1e-6)
+    a = rng.standard_normal((3, K)).astype(np.float32)
+    ort_float = make_session(source, library=False).run(None, {"A": a})[0]  # ORT's own HQQ dequantisation
+    exact = a.astype(np.float64) @ expected_w.T.astype(np.float64)
+    assert relative_rms(ort_float, exact) < 1e-5  # the reference is ORT's own reading of the model
+    assert relative_rms(make_session(rewritten).run(None, {"A": a})[0], exact) < 2e-2

@@ -55,21 +55,26 @@ def to_matmul_nbits(w: QuantizedWeight):
 
 def from_matmul_nbits(b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None, K: int, N: int,
                       bits: int, block_size: int) -> QuantizedWeight:
-    """QuantizedWeight with exactly MatMulNBits' dequantised values (scales kept as float32).
+    """QuantizedWeight with MatMulNBits' dequantised values (scales kept as float32; float
+    zero points become offsets -s * z, equal to fp32 rounding).
 
     K need not be a multiple of block_size: the last block is padded in B and is the short
     last group of the QuantizedWeight.
     """
     n_blocks = -(-K // block_size)
     q = _unpack_lsb_first(np.asarray(b, dtype=np.uint8).reshape(N, n_blocks, -1), bits, block_size)
-    zp = None
+    scales = np.asarray(scales, dtype=np.float32).reshape(N, n_blocks)
+    zp = offsets = None
     if zero_points is not None:
         zp_arr = np.asarray(zero_points)
-        if zp_arr.dtype != np.uint8:
-            raise ValueError(f"zero points of type {zp_arr.dtype} are not integer zero points")
-        zp = _unpack_lsb_first(zp_arr.reshape(N, -1), bits, n_blocks)
-    return QuantizedWeight(q.reshape(N, -1)[:, :K], np.asarray(scales, dtype=np.float32).reshape(N, n_blocks), bits,
-                           block_size, zero_points=zp)
+        if np.issubdtype(zp_arr.dtype, np.floating):
+            # float zero points (ORT's HQQ): w = s * (q - z) = s * q + o with o = -s * z
+            offsets = -scales * zp_arr.astype(np.float32).reshape(N, n_blocks)
+        elif zp_arr.dtype == np.uint8:
+            zp = _unpack_lsb_first(zp_arr.reshape(N, -1), bits, n_blocks)
+        else:
+            raise ValueError(f"zero points of type {zp_arr.dtype} are neither packed uint8 nor float")
+    return QuantizedWeight(q.reshape(N, -1)[:, :K], scales, bits, block_size, zero_points=zp, offsets=offsets)
 
 
 def make_matmul_nbits_model(w: QuantizedWeight, accuracy_level: int = 4, leading_dims=("M",), dtype=np.float32):
