@@ -142,3 +142,12 @@ def test_a_float_matmul_whose_k_is_not_a_multiple_of_the_group_converts(tmp_path
     y = make_session(out).run(None, {"A": a})[0]
     assert (np.abs(y - a.astype(np.float64) @ qw.dequantize().T) <= table_error_bound(a, qw)).all()
     np.testing.assert_allclose(qw.dequantize(), w_kn.T, atol=np.abs(w_kn).max() / 7)  # 4-bit RTN of the float weights
+
+
+def test_version(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tmac-ort {importlib.metadata.version('tmac-ort')}"

@@ -7,10 +7,14 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
-__version__ = "0.1.0"
+try:  # the version lives in pyproject.toml only
+    __version__ = importlib.metadata.version("tmac-ort")
+except importlib.metadata.PackageNotFoundError:  # imported from a source tree
+    __version__ = "unknown"
 
 DOMAIN = "com.tmac"
 OP_TYPE = "LutGemm"

@@ -57,14 +57,20 @@ def _rewrite(args) -> int:
         if sys.stderr.isatty():
             print(f"\r  converting... {done[0]} nodes ({node_name[:40]})".ljust(78), end="", file=sys.stderr)
 
-    if src.is_dir():
-        reports = convert.rewrite_folder(src, dst, options, args.dry_run, progress)
-    else:
-        if dst.is_dir():
-            dst = dst / src.name
-        reports = {src.name: convert.rewrite_file(src, dst, options, args.dry_run, progress)}
-    if sys.stderr.isatty():
-        print("\r".ljust(79) + "\r", end="", file=sys.stderr)
+    try:
+        if src.is_dir():
+            reports = convert.rewrite_folder(src, dst, options, args.dry_run, progress)
+        else:
+            if dst.is_dir():
+                dst = dst / src.name
+            reports = {src.name: convert.rewrite_file(src, dst, options, args.dry_run, progress)}
+    except convert.NothingConverted as e:  # say why every candidate was skipped, then fail
+        for name, report in e.reports.items():
+            _print_report(name, report, args.verbose)
+        raise
+    finally:
+        if sys.stderr.isatty():
+            print("\r".ljust(79) + "\r", end="", file=sys.stderr)
     for name, report in reports.items():
         _print_report(name, report, args.verbose)
     if args.dry_run:
@@ -96,7 +102,10 @@ def _demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="tmac-ort", description="T-MAC low-bit LUT matmul for ONNX Runtime")
+    parser.add_argument("--version", action="version", version=f"tmac-ort {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     rw = sub.add_parser("rewrite", help="replace quantised/float MatMuls by com.tmac.LutGemm")
@@ -105,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     rw.add_argument("--bits", type=int, default=4, help="bits for float weights (1-4, default 4)")
     rw.add_argument("--group-size", type=int, default=128, help="group size for float weights (-1: whole row)")
     sym = rw.add_mutually_exclusive_group()
-    sym.add_argument("--symmetric", dest="symmetric", action="store_true", default=True)
-    sym.add_argument("--asymmetric", dest="symmetric", action="store_false")
+    sym.add_argument("--symmetric", dest="symmetric", action="store_true", default=True,
+                     help="float weights: zero point 2^(bits-1), scale from the largest magnitude (default)")
+    sym.add_argument("--asymmetric", dest="symmetric", action="store_false",
+                     help="float weights: min/max range with an integer zero point per group")
     rw.add_argument("--include", action="append", default=[], metavar="REGEX", help="only nodes whose name matches")
     rw.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="leave matching nodes (e.g. lm_head)")
     rw.add_argument("--verbose", action="store_true", help="list every skipped node")

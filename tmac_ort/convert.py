@@ -20,6 +20,14 @@ EXTERNAL_DATA_THRESHOLD = 1 << 30  # bytes of initializers above which weights g
 TEMPORARY_PREFIX = ".tmac-"
 
 
+class NothingConverted(ValueError):
+    """No node matched a supported pattern; `reports` says why each candidate was skipped."""
+
+    def __init__(self, src: Path, reports: dict):
+        super().__init__(f"{src}: no node matched a supported pattern; nothing written")
+        self.reports = reports
+
+
 def _temporary_dir(parent: Path) -> Path:
     """A hidden folder beside the output (same file system, so the final rename is atomic),
     named after this process so a later run can tell it is stale."""
@@ -127,7 +135,7 @@ def rewrite_file(src: Path, dst: Path, options=None, dry_run: bool = False, prog
     model = load_model(src)
     report = rewrite_model(model, options, progress)
     if not report.converted and not allow_unchanged:
-        raise ValueError(f"{src}: no node matched a supported pattern; nothing written")
+        raise NothingConverted(src, {src.name: report})
     if not dry_run:
         save_model(model, dst)
     return report
@@ -162,7 +170,7 @@ def rewrite_folder(src: Path, dst: Path, options=None, dry_run: bool = False, pr
         for m in models:  # a folder may hold models without matmuls (e.g. an embedding model)
             reports[m.name] = rewrite_file(m, tmp / m.name, options, dry_run, progress, allow_unchanged=True)
         if not any(r.converted for r in reports.values()):
-            raise ValueError(f"{src}: no node matched a supported pattern; nothing written")
+            raise NothingConverted(src, reports)
         if not dry_run:
             library = Path(get_library_path())
             shutil.copy2(library, tmp / library.name)
