@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast test-arm arm-tools bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,18 @@ test: install
 
 test-fast: install
 	cd tests && ../$(VENV)/bin/python -m pytest -m "not slow"
+
+# the kernels of aarch64 (NEON, with and without the dot product) under qemu-user, against the
+# exact product and the scalar kernel; no ONNX Runtime needed (custom_ops/tests/kernel_check.sh)
+test-arm: arm-tools
+	custom_ops/tests/kernel_check.sh aarch64
+
+# Debian's aarch64 cross compiler and qemu-user, installed with apt where this user can
+arm-tools:
+	@command -v aarch64-linux-gnu-g++ > /dev/null && command -v qemu-aarch64 > /dev/null || \
+	  { command -v apt-get > /dev/null && [ "$$(id -u)" = 0 ] && \
+	    apt-get update -qq && apt-get install -y -qq g++-aarch64-linux-gnu qemu-user > /dev/null; } || \
+	  { echo "test-arm needs g++-aarch64-linux-gnu and qemu-user (apt-get install g++-aarch64-linux-gnu qemu-user)"; exit 1; }
 
 bench: install
 	$(VENV)/bin/python -m pip install -q ".[bench]"

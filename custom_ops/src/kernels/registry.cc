@@ -5,19 +5,47 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(TMAC_HAVE_NEON) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#elif defined(TMAC_HAVE_NEON)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 namespace tmac {
 
 const KernelOps& ScalarKernel();
 #if defined(TMAC_HAVE_AVX2)
 const KernelOps& Avx2Kernel();
 #endif
+#if defined(TMAC_HAVE_NEON)
+const KernelOps& NeonDotprodKernel();
+const KernelOps& NeonKernel();
+#endif
 
 namespace {
 
+#if defined(TMAC_HAVE_AVX2)
 // GCC's checks include the OS's XSAVE support for the wider registers.
 #define TMAC_CPU_HAS(feature) (__builtin_cpu_init(), __builtin_cpu_supports(feature))
+#endif
 
 const char* ScalarMissing() { return nullptr; }
+
+#if defined(TMAC_HAVE_NEON)
+const char* NeonMissing() { return nullptr; }  // AdvSIMD is part of every aarch64 CPU
+
+const char* NeonDotprodMissing() {
+#if defined(__APPLE__)
+  int has = 0;
+  size_t size = sizeof(has);
+  return sysctlbyname("hw.optional.arm.FEAT_DotProd", &has, &size, nullptr, 0) == 0 && has ? nullptr
+                                                                                           : "the dot-product extension";
+#else
+  return getauxval(AT_HWCAP) & HWCAP_ASIMDDP ? nullptr : "the dot-product extension (asimddp)";
+#endif
+}
+#endif
 
 #if defined(TMAC_HAVE_AVX2)
 const char* Avx2Missing() {
@@ -28,6 +56,10 @@ const char* Avx2Missing() {
 const KernelEntry kKernels[] = {
 #if defined(TMAC_HAVE_AVX2)
     {"avx2", Avx2Missing, Avx2Kernel},
+#endif
+#if defined(TMAC_HAVE_NEON)
+    {"neon-dotprod", NeonDotprodMissing, NeonDotprodKernel},
+    {"neon", NeonMissing, NeonKernel},
 #endif
     {"scalar", ScalarMissing, ScalarKernel},
 };

@@ -1,0 +1,13 @@
+// NEON kernel for ARMv8.0 AdvSIMD (every aarch64 CPU): tbl lookups, smlal aggregation.
+// The code is lut_neon_impl.h, shared with the dot-product kernel.
+#include "lut_neon_impl.h"
+
+namespace tmac {
+
+const KernelOps& NeonKernel() {
+  static const KernelOps ops = {BuildTablesPortable, neon::GemmTilesDispatch<false>, neon::HalfToFloat,
+                                neon::FloatToHalf};
+  return ops;
+}
+
+}  // namespace tmac

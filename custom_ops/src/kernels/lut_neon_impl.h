@@ -1,0 +1,257 @@
+// The NEON (aarch64) kernel, shared by lut_neon.cc (ARMv8.0 AdvSIMD) and lut_neon_dotprod.cc
+// (ARMv8.2 dot product): included once by each, with kDot saying which aggregation to use.
+//
+// Layout v1 as it is: each 16-byte half of a 32-byte chunk holds one quad's indices (the
+// AVX2 lanes), so one `tbl` (vqtbl1q_s8) looks up 16 indices in that quad's 16-entry table.
+// Aggregation into per-channel integer sums:
+//   * plain NEON: `smlal` (int8 x int8 -> int16 multiply-accumulate) with the plane weights
+//     2^plane per byte position, in int16 windows short enough not to overflow, then a
+//     pairwise add-long (`sadalp`) merges the two planes of a channel into int32;
+//   * dot product: the two quads' lookups are interleaved (`zip1/zip2`) so that each 4-byte
+//     group is one channel's planes (2p, 2p, 2p+1, 2p+1); `sdot` with weights
+//     (4^p, 4^p, 2*4^p, 2*4^p) sums them straight into int32 (no window, no merge).
+// The odd top plane (1 and 3 bits) uses `smlal` in both.
+// Tables: the portable builder (tables.h); fp16 <-> fp32 with the AdvSIMD conversions.
+#pragma once
+
+#include <arm_neon.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "lut_kernel.h"
+#include "tables.h"
+
+namespace tmac {
+namespace neon {
+
+#define TMAC_ALWAYS_INLINE inline __attribute__((always_inline))
+
+// int32 sums of one block: sum[j] holds channels 4j..4j+3.
+struct BlockSums {
+  int32x4_t c[8];
+};
+
+// int16 windows.  Per step an int16 lane of the pair accumulators (one byte position: plane
+// 2p or 2p+1 of one channel, for every pair p) takes two lookups (the step's two quads) of at
+// most 127 per pair, weighted 2^(2p+1) at most: 2 * 127 * (2 + 8) = 2540 at 4 bits (8 steps
+// stay below 2^15), 2 * 127 * 2 = 508 at 2 and 3 bits.  The odd plane's lanes take
+// 2 * 127 * 2^(bits-1) per step.
+template <int kBits>
+constexpr int64_t PairLaneStepMax() {
+  return kBits >= 4 ? 2 * 127 * (2 + 8) : kBits >= 2 ? 2 * 127 * 2 : 0;
+}
+template <int kBits>
+constexpr int64_t WindowSteps() {
+  return kBits == 4 ? 8 : 16;
+}
+static_assert(PairLaneStepMax<4>() * WindowSteps<4>() <= 32767, "4-bit int16 window overflows");
+static_assert(PairLaneStepMax<3>() * WindowSteps<3>() <= 32767, "3-bit int16 window overflows");
+static_assert(2 * 127 * 4 * WindowSteps<3>() <= 32767, "3-bit odd-plane int16 window overflows");
+static_assert(PairLaneStepMax<2>() * WindowSteps<2>() <= 32767, "2-bit int16 window overflows");
+static_assert(2 * 127 * 1 * WindowSteps<1>() <= 32767, "1-bit int16 window overflows");
+// int32 block sums: at most 32 steps * 2 quads * 127 * 15 per channel.
+static_assert(int64_t(kMaxBlockK / kStepK) * 2 * 127 * 15 < (int64_t(1) << 31), "int32 block sum overflows");
+
+template <int kBits, bool kDot>
+struct Accumulators {
+  int16x8_t pair[2][2][2];  // [h][low/high nibble][bytes 0-7 / 8-15]: int16 per (plane, channel), plain only
+  int16x8_t odd[2][2];      // [low/high nibble][bytes 0-7 / 8-15]
+};
+
+// The plane weights of a pair chunk's byte positions: 2^(2p) for even bytes, 2^(2p+1) for odd.
+TMAC_ALWAYS_INLINE int8x16_t PairWeights(int p) {
+  const int8_t even = int8_t(1 << (2 * p)), odd = int8_t(2 << (2 * p));
+  const int8_t w[16] = {even, odd, even, odd, even, odd, even, odd, even, odd, even, odd, even, odd, even, odd};
+  return vld1q_s8(w);
+}
+
+#if defined(TMAC_NEON_DOTPROD)
+// sdot weights for the zipped lookups: each 4-byte group is (plane 2p, 2p, 2p+1, 2p+1) of one channel.
+TMAC_ALWAYS_INLINE int8x16_t DotWeights(int p) {
+  const int8_t a = int8_t(1 << (2 * p)), b = int8_t(2 << (2 * p));
+  const int8_t w[16] = {a, a, b, b, a, a, b, b, a, a, b, b, a, a, b, b};
+  return vld1q_s8(w);
+}
+#endif
+
+// One step: the plane pairs and the odd plane of 32 channels.
+template <int kBits, bool kDot>
+TMAC_ALWAYS_INLINE void Step(const uint8_t* step, const int8_t* tables, Accumulators<kBits, kDot>* acc,
+                             BlockSums* sum) {
+  (void)sum;  // (written by the dot-product path only)
+  const int8x16_t t0 = vld1q_s8(tables), t1 = vld1q_s8(tables + 16);  // quads 2s and 2s+1
+  const uint8x16_t low_nibble = vdupq_n_u8(0x0f);
+  for (int p = 0; p < kBits / 2; ++p) {
+    for (int h = 0; h < 2; ++h) {
+      const uint8x16_t v0 = vld1q_u8(step + 64 * p + 32 * h), v1 = vld1q_u8(step + 64 * p + 32 * h + 16);
+      const int8x16_t looked_up[2][2] = {
+          {vqtbl1q_s8(t0, vandq_u8(v0, low_nibble)), vqtbl1q_s8(t1, vandq_u8(v1, low_nibble))},
+          {vqtbl1q_s8(t0, vshrq_n_u8(v0, 4)), vqtbl1q_s8(t1, vshrq_n_u8(v1, 4))}};
+      for (int e = 0; e < 2; ++e) {  // low nibbles: channels 16h + (i>>1); high: 16h + 8 + (i>>1)
+#if defined(TMAC_NEON_DOTPROD)
+        if (kDot) {
+          const int8x16_t w = DotWeights(p);
+          int32x4_t& first = sum->c[4 * h + 2 * e];
+          int32x4_t& second = sum->c[4 * h + 2 * e + 1];
+          first = vdotq_s32(first, vzip1q_s8(looked_up[e][0], looked_up[e][1]), w);
+          second = vdotq_s32(second, vzip2q_s8(looked_up[e][0], looked_up[e][1]), w);
+          continue;
+        }
+#endif
+        const int8x16_t w = PairWeights(p);
+        for (int q = 0; q < 2; ++q) {
+          acc->pair[h][e][0] = vmlal_s8(acc->pair[h][e][0], vget_low_s8(looked_up[e][q]), vget_low_s8(w));
+          acc->pair[h][e][1] = vmlal_high_s8(acc->pair[h][e][1], looked_up[e][q], w);
+        }
+      }
+    }
+  }
+  if (kBits % 2) {  // the odd plane: low nibble of byte i is channel 8(i&1) + (i>>1), high nibble 16 + that
+    const int8x16_t w = vdupq_n_s8(int8_t(1 << (kBits - 1)));
+    const uint8x16_t v0 = vld1q_u8(step + 64 * (kBits / 2)), v1 = vld1q_u8(step + 64 * (kBits / 2) + 16);
+    const int8x16_t looked_up[2][2] = {
+        {vqtbl1q_s8(t0, vandq_u8(v0, low_nibble)), vqtbl1q_s8(t1, vandq_u8(v1, low_nibble))},
+        {vqtbl1q_s8(t0, vshrq_n_u8(v0, 4)), vqtbl1q_s8(t1, vshrq_n_u8(v1, 4))}};
+    for (int e = 0; e < 2; ++e)
+      for (int q = 0; q < 2; ++q) {
+        acc->odd[e][0] = vmlal_s8(acc->odd[e][0], vget_low_s8(looked_up[e][q]), vget_low_s8(w));
+        acc->odd[e][1] = vmlal_high_s8(acc->odd[e][1], looked_up[e][q], w);
+      }
+  }
+}
+
+// Widens a window's int16 sums into the block's int32 sums.
+template <int kBits, bool kDot>
+TMAC_ALWAYS_INLINE void Flush(const Accumulators<kBits, kDot>& acc, BlockSums* sum) {
+  if (!kDot && kBits >= 2) {
+    // int16 lane i of pair[h][e][u] is plane 2p + (i&1) of channel 16h + 8e + 4u + (i>>1)
+    for (int h = 0; h < 2; ++h)
+      for (int e = 0; e < 2; ++e)
+        for (int u = 0; u < 2; ++u) sum->c[4 * h + 2 * e + u] = vpadalq_s16(sum->c[4 * h + 2 * e + u], acc.pair[h][e][u]);
+  }
+  if (kBits % 2) {
+    // int16 lane i of odd[e][u] is channel 16e + 8(i&1) + 4u + (i>>1)
+    for (int e = 0; e < 2; ++e)
+      for (int u = 0; u < 2; ++u) {
+        const int16x8_t even = vuzp1q_s16(acc.odd[e][u], acc.odd[e][u]);
+        const int16x8_t odd = vuzp2q_s16(acc.odd[e][u], acc.odd[e][u]);
+        sum->c[4 * e + u] = vaddw_s16(sum->c[4 * e + u], vget_low_s16(even));
+        sum->c[4 * e + 2 + u] = vaddw_s16(sum->c[4 * e + 2 + u], vget_low_s16(odd));
+      }
+  }
+}
+
+template <int kBits, bool kDot>
+TMAC_ALWAYS_INLINE void AccumulateBlock(const uint8_t* tile, const int8_t* tables, int64_t s_begin, int64_t s_end,
+                                        BlockSums* sum) {
+  constexpr int kStepBytes = kTileN * kBits;
+  for (auto& c : sum->c) c = vdupq_n_s32(0);
+  for (int64_t w = s_begin; w < s_end; w += WindowSteps<kBits>()) {
+    Accumulators<kBits, kDot> acc;
+    for (auto& a : acc.pair) for (auto& b : a) for (auto& c : b) c = vdupq_n_s16(0);
+    for (auto& a : acc.odd) for (auto& b : a) b = vdupq_n_s16(0);
+    const int64_t end = std::min(w + WindowSteps<kBits>(), s_end);
+    for (int64_t s = w; s < end; ++s) Step<kBits, kDot>(tile + s * kStepBytes, tables + s * 32, &acc, sum);
+    Flush<kBits, kDot>(acc, sum);
+  }
+}
+
+TMAC_ALWAYS_INLINE float32x4_t LoadHalf4(const uint16_t* p) {
+  float16x4_t h;
+  std::memcpy(&h, p, sizeof(h));
+  return vcvt_f32_f16(h);
+}
+
+template <int kBits, bool kDot, bool kSymmetric>
+void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m, const OutputRows& out) {
+  const Geometry& g = w.geo;
+  const uint8_t* tile = w.planes + t * g.tile_bytes();
+  const int8_t* tables = act.tables + m * g.k_steps * 2 * kTableBytes;
+  float32x4_t y[8];
+  for (auto& v : y) v = vdupq_n_f32(0.f);
+  const int64_t blocks_per_group = g.blocks_per_group();
+  int64_t group = 0, blocks_left_in_group = blocks_per_group;
+  for (int64_t b = 0; b < g.n_blocks; ++b) {
+    BlockSums sum;
+    AccumulateBlock<kBits, kDot>(tile, tables, b * g.block_steps(), std::min((b + 1) * g.block_steps(), g.k_steps), &sum);
+    const int64_t at = (t * g.n_groups + group) * kTileN;
+    if (--blocks_left_in_group == 0) {
+      ++group;
+      blocks_left_in_group = blocks_per_group;
+    }
+    const int64_t mb = m * g.n_blocks + b;
+    const float half_scale = act.half_scale[mb], block_sum = act.block_sum[mb];
+    for (int j = 0; j < 8; ++j) {
+      const float32x4_t scale = LoadHalf4(&w.scale[at + 4 * j]);
+      const float32x4_t sum_f = vcvtq_f32_s32(sum.c[j]);
+      if (kSymmetric) {  // y += s * (P * step/2 - block_sum/2)
+        y[j] = vfmaq_f32(y[j], scale, vfmaq_n_f32(vdupq_n_f32(-0.5f * block_sum), sum_f, half_scale));
+      } else {
+        const float32x4_t constant = LoadHalf4(&w.constant[at + 4 * j]);
+        y[j] = vfmaq_f32(vfmaq_n_f32(y[j], constant, block_sum), sum_f, vmulq_n_f32(scale, half_scale));
+      }
+    }
+  }
+  const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
+  float tmp[kTileN];
+  const float64x2_t row_scale = vdupq_n_f64(act.row_scale[m]);
+  for (int j = 0; j < 8; ++j) {  // y * 2^R * 2^u in double: one rounding
+    const double* channel_scale = &w.channel_scale[t * kTileN + 4 * j];
+    const float64x2_t low = vmulq_f64(vcvt_f64_f32(vget_low_f32(y[j])), vmulq_f64(row_scale, vld1q_f64(channel_scale)));
+    const float64x2_t high = vmulq_f64(vcvt_high_f64_f32(y[j]), vmulq_f64(row_scale, vld1q_f64(channel_scale + 2)));
+    vst1q_f32(tmp + 4 * j, vcvt_high_f32_f64(vcvt_f32_f64(low), high));
+  }
+  float* dst = out.y + m * out.ldy + t * kTileN;
+  for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
+}
+
+template <int kBits, bool kDot, bool kSymmetric>
+void GemmTiles(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
+               const OutputRows& out) {
+  for (int64_t t = tile_begin; t < tile_end; ++t)
+    for (int64_t m = 0; m < act.rows; ++m) TileRow<kBits, kDot, kSymmetric>(w, act, t, m, out);
+}
+
+template <bool kDot, bool kSymmetric>
+void GemmTilesBits(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
+                   const OutputRows& out) {
+  switch (w.geo.bits) {
+    case 1: return GemmTiles<1, kDot, kSymmetric>(w, act, tile_begin, tile_end, out);
+    case 2: return GemmTiles<2, kDot, kSymmetric>(w, act, tile_begin, tile_end, out);
+    case 3: return GemmTiles<3, kDot, kSymmetric>(w, act, tile_begin, tile_end, out);
+    default: return GemmTiles<4, kDot, kSymmetric>(w, act, tile_begin, tile_end, out);
+  }
+}
+
+template <bool kDot>
+void GemmTilesDispatch(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
+                       const OutputRows& out) {
+  if (w.symmetric) return GemmTilesBits<kDot, true>(w, act, tile_begin, tile_end, out);
+  GemmTilesBits<kDot, false>(w, act, tile_begin, tile_end, out);
+}
+
+inline void HalfToFloat(const uint16_t* src, float* dst, size_t n) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, LoadHalf4(src + i));
+  for (; i < n; ++i) {
+    float16x4_t h = vdup_n_f16(0);
+    std::memcpy(&h, src + i, 2);
+    dst[i] = vgetq_lane_f32(vcvt_f32_f16(h), 0);
+  }
+}
+
+inline void FloatToHalf(const float* src, uint16_t* dst, size_t n) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float16x4_t h = vcvt_f16_f32(vld1q_f32(src + i));  // round to nearest even
+    std::memcpy(dst + i, &h, sizeof(h));
+  }
+  for (; i < n; ++i) {
+    const float16x4_t h = vcvt_f16_f32(vdupq_n_f32(src[i]));
+    std::memcpy(dst + i, &h, 2);
+  }
+}
+
+}  // namespace neon
+}  // namespace tmac

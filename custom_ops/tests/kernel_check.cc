@@ -1,0 +1,239 @@
+// Every kernel of the registry against the exact float64 product and against the scalar
+// kernel, without ONNX Runtime: the check that runs on ARM (under qemu) as on x86.
+//
+// Weights are random packed bytes (every byte string is a valid layout-v1 tensor), decoded by
+// the layout's own map for the reference; activations and scales go to the float limits, as
+// tests/test_exactness.py does through ONNX Runtime.  Per output the bound is the worst-case
+// int8-table error (every entry off by half a step) plus 2^-10 of sum |a| (|s| (2^bits - 1)
+// * 1.5 + |o|) for fp16 scales and fp32 sums; NaN and infinities must sit where a float
+// matmul puts them.  Prints one line per kernel and exits non-zero on the first failure.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/registry.h"
+#include "lut_gemm.h"
+
+namespace {
+
+using tmac::Geometry;
+
+struct Case {
+  std::string name;
+  Geometry geo;
+  int64_t M = 1;
+  std::vector<uint8_t> planes;
+  std::vector<float> scales, offsets, a;
+  std::vector<uint8_t> zero_points;
+};
+
+std::mt19937_64 rng(1234);
+double Uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng); }
+double Normal() { return std::normal_distribution<double>(0, 1)(rng); }
+
+int QuantAt(const Case& c, const std::vector<tmac::NibblePosition>& where, int64_t n, int64_t k) {
+  const Geometry& g = c.geo;
+  const uint8_t* step = c.planes.data() + (n / tmac::kTileN) * g.tile_bytes() + (k / tmac::kStepK) * g.step_bytes();
+  const int lane = int(k % tmac::kStepK) / tmac::kQuadK, bit = int(k % tmac::kQuadK);
+  int q = 0;
+  for (int p = 0; p < g.bits; ++p) {
+    const tmac::NibblePosition pos = where[size_t(p) * tmac::kTileN + n % tmac::kTileN];
+    const uint8_t byte = step[pos.byte + 16 * lane];
+    q |= (((pos.high ? byte >> 4 : byte & 15) >> bit) & 1) << p;
+  }
+  return q;
+}
+
+// w[n][k] in fp32 as MatMulNBits dequantises it, and the per-group |s|, |o| for the bound.
+std::vector<float> Dequantize(const Case& c) {
+  const Geometry& g = c.geo;
+  const auto where = tmac::NibblePositions(g.bits);
+  std::vector<float> w(size_t(g.N * g.K));
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t k = 0; k < g.K; ++k) {
+      const size_t i = size_t(n * g.n_groups + k / g.group_size);
+      const float q = float(QuantAt(c, where, n, k)), s = c.scales[i];
+      if (!c.offsets.empty()) {
+        w[n * g.K + k] = s * q + c.offsets[i];
+      } else {
+        const float z = c.zero_points.empty() ? float(1 << (g.bits - 1)) : float(c.zero_points[i]);
+        w[n * g.K + k] = s * (q - z);
+      }
+    }
+  return w;
+}
+
+std::vector<float> RunKernel(const Case& c, const tmac::KernelOps& ops) {
+  tmac::QuantParams quant{c.scales.data(), c.zero_points.empty() ? nullptr : c.zero_points.data(),
+                          c.offsets.empty() ? nullptr : c.offsets.data()};
+  tmac::LutGemm gemm(c.geo, c.planes.data(), quant, ops);
+  std::vector<float> y(size_t(c.M * c.geo.N));
+  gemm.Run(c.a.data(), c.M, nullptr, y.data(), [](size_t count, const std::function<void(size_t)>& body) {
+    for (size_t i = 0; i < count; ++i) body(i);
+  });
+  return y;
+}
+
+// Returns an empty string, or what is wrong.
+std::string Check(const Case& c, const std::vector<float>& y, const std::vector<float>& y_scalar) {
+  const Geometry& g = c.geo;
+  const std::vector<float> w = Dequantize(c);
+  const int levels = (1 << g.bits) - 1;
+  for (int64_t m = 0; m < c.M; ++m) {
+    const float* a = &c.a[m * g.K];
+    // table bound per block: n_quads * step / 2 * levels / 2 * |s|
+    std::vector<double> block_step(size_t(g.n_blocks), 0.0), block_quads(size_t(g.n_blocks), 0.0);
+    for (int64_t k = 0; k < g.K_pad; k += 4) {
+      double quad = 0;
+      for (int j = 0; j < 4; ++j) quad += k + j < g.K && std::isfinite(a[k + j]) ? std::fabs(double(a[k + j])) : 0.0;
+      const int64_t b = k / g.block_k;
+      block_step[b] = std::max(block_step[b], quad / 127);
+      block_quads[b] += 1;
+    }
+    for (int64_t n = 0; n < g.N; ++n) {
+      double exact = 0, magnitude = 0, bound = 0;
+      bool nan = false;
+      int inf_sign = 0;
+      for (int64_t k = 0; k < g.K; ++k) {
+        const size_t i = size_t(n * g.n_groups + k / g.group_size);
+        const double wk = w[n * g.K + k];
+        if (!std::isfinite(a[k])) {
+          const double t = double(a[k]) * wk;
+          if (std::isnan(t) || (inf_sign && (t > 0 ? 1 : -1) != inf_sign)) nan = true;
+          else inf_sign = t > 0 ? 1 : -1;
+          continue;
+        }
+        exact += double(a[k]) * wk;
+        const double s = std::fabs(double(c.scales[i]));
+        const double o = c.offsets.empty() ? s * (c.zero_points.empty() ? (1 << (g.bits - 1)) : c.zero_points[i])
+                                           : std::fabs(double(c.offsets[i]));
+        magnitude += std::fabs(double(a[k])) * (s * levels * 1.5 + o);
+      }
+      for (int64_t b = 0; b < g.n_blocks; ++b)
+        bound += block_quads[b] * block_step[b] / 2 * levels / 2 *
+                 std::fabs(double(c.scales[n * g.n_groups + g.group_of_block(b)]));
+      bound += std::ldexp(magnitude, -10) + std::ldexp(1.0, -140);
+      const double got = y[m * g.N + n], scalar = y_scalar[m * g.N + n];
+      const std::string at = "row " + std::to_string(m) + " channel " + std::to_string(n) + ": got " +
+                             std::to_string(got) + ", exact " + std::to_string(exact);
+      if (nan || inf_sign) {
+        const bool ok = nan ? std::isnan(got) : std::isinf(got) && (got > 0) == (inf_sign > 0);
+        if (!ok) return at + " (a float matmul gives " + (nan ? "NaN" : inf_sign > 0 ? "+inf" : "-inf") + ")";
+        continue;
+      }
+      const double float_max = 3.4028234663852886e38;
+      if ((got == INFINITY && exact + bound >= float_max) || (got == -INFINITY && exact - bound <= -float_max)) continue;
+      if (!(std::fabs(got - exact) <= bound)) return at + ", beyond the table bound " + std::to_string(bound);
+      if (!(std::fabs(got - scalar) <= 1e-5 * magnitude + std::ldexp(1.0, -140)))
+        return at + ", scalar kernel " + std::to_string(scalar);
+    }
+  }
+  return "";
+}
+
+enum class Quant { kSymmetric, kZeroPoints, kOffsets };
+
+Case Make(const std::string& name, int64_t K, int64_t N, int bits, int64_t group, int64_t M, Quant quant,
+          double a_scale = 1.0, double s_scale = 0.02, bool all_max = false, bool positive = false) {
+  Case c;
+  c.name = name;
+  if (const char* why = tmac::MakeGeometry(K, N, bits, group, &c.geo)) {
+    std::fprintf(stderr, "%s: %s\n", name.c_str(), why);
+    std::exit(2);
+  }
+  c.M = M;
+  c.planes.resize(size_t(c.geo.n_tiles * c.geo.tile_bytes()));
+  for (auto& b : c.planes) b = all_max ? 0xff : uint8_t(rng());
+  const size_t per_group = size_t(N * c.geo.n_groups);
+  c.scales.resize(per_group);
+  for (auto& s : c.scales) s = float(s_scale * Uniform(0.5, 1.0));
+  if (quant == Quant::kZeroPoints || all_max) {
+    c.zero_points.resize(per_group);
+    for (auto& z : c.zero_points) z = all_max ? 0 : uint8_t(rng() % (1u << bits));
+  } else if (quant == Quant::kOffsets) {
+    c.offsets.resize(per_group);
+    for (auto& o : c.offsets) o = float(s_scale * Normal());
+  }
+  c.a.resize(size_t(M * K));
+  for (auto& v : c.a) {
+    const double x = positive ? Uniform(0, 1) : std::max(-3.0, std::min(3.0, Normal()));
+    v = float(a_scale * x);
+  }
+  return c;
+}
+
+std::vector<Case> Cases() {
+  std::vector<Case> cases;
+  const Quant quants[] = {Quant::kSymmetric, Quant::kZeroPoints, Quant::kOffsets};
+  for (int bits = 1; bits <= 4; ++bits) {
+    for (int64_t group : {32, 128, 256, 512}) {
+      for (Quant q : quants)
+        for (int64_t M : {1, 3, 17})
+          cases.push_back(Make("bits " + std::to_string(bits) + " group " + std::to_string(group) + " M " +
+                                   std::to_string(M),
+                               512, 70, bits, group, M, q));
+      cases.push_back(Make("all-max nibbles, positive activations, bits " + std::to_string(bits) + " group " +
+                               std::to_string(group),
+                           512, 40, bits, group, 2, Quant::kZeroPoints, 1.0, 1.0, true, true));
+    }
+    for (int64_t group : {128, 32768})
+      cases.push_back(Make("K 32768 all-max, bits " + std::to_string(bits) + " group " + std::to_string(group), 32768,
+                           32, bits, group, 1, Quant::kZeroPoints, 1.0, 1.0, true, true));
+    cases.push_back(Make("short last group K 576/128, bits " + std::to_string(bits), 576, 40, bits, 128, 3,
+                         Quant::kZeroPoints));
+    cases.push_back(Make("short last group K 1001/64, bits " + std::to_string(bits), 1001, 40, bits, 64, 2,
+                         Quant::kOffsets));
+  }
+  for (double a_scale : {1e-45, 1e-38, 1e-37, 1e30, 1e38})
+    cases.push_back(Make("activations x " + std::to_string(a_scale), 256, 48, 4, 64, 2, Quant::kZeroPoints, a_scale,
+                         a_scale > 1 ? 1e-5 : 1.0));
+  for (double s_scale : {0.0, 1e-44, 1e-40, 1e-20, 1e30})
+    for (Quant q : quants)
+      cases.push_back(Make("scales x " + std::to_string(s_scale), 256, 48, 4, 64, 2, q, 1.0, s_scale));
+  Case quad = Make("quad of 1e38s", 256, 40, 4, 128, 1, Quant::kZeroPoints, 1e30, 0.001);
+  for (int k = 8; k < 12; ++k) quad.a[k] = k < 10 ? 1e38f : -1e38f;
+  cases.push_back(quad);
+  for (int kind = 0; kind < 3; ++kind) {
+    Case c = Make("non-finite activation " + std::to_string(kind), 256, 40, 2, 64, 2, Quant::kZeroPoints);
+    c.a[50] = kind == 0 ? INFINITY : kind == 1 ? -INFINITY : NAN;
+    if (kind == 1) c.a[200] = INFINITY;
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+}  // namespace
+
+int main() {
+  size_t count = 0;
+  const tmac::KernelEntry* kernels = tmac::Kernels(&count);
+  const tmac::KernelOps* scalar = nullptr;
+  for (size_t i = 0; i < count; ++i)
+    if (std::string(kernels[i].name) == "scalar") scalar = &kernels[i].ops();
+  const std::vector<Case> cases = Cases();
+  int failed = 0, passed = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const std::string unavailable = tmac::UnavailableReason(kernels[i]);
+    if (!unavailable.empty()) {
+      std::printf("%-14s skipped: %s\n", kernels[i].name, unavailable.c_str());
+      continue;
+    }
+    int ok = 0;
+    for (const Case& c : cases) {
+      const std::string why = Check(c, RunKernel(c, kernels[i].ops()), RunKernel(c, *scalar));
+      if (why.empty()) {
+        ++ok;
+      } else {
+        std::printf("FAILED %s: %s: %s\n", kernels[i].name, c.name.c_str(), why.c_str());
+        ++failed;
+      }
+    }
+    passed += ok;
+    std::printf("%-14s %d of %zu cases within the bounds\n", kernels[i].name, ok, cases.size());
+  }
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}

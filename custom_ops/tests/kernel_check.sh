@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds custom_ops/tests/kernel_check.cc with every kernel of a target and runs it.
+#   kernel_check.sh native    this machine's compiler and CPU (x86-64: scalar and AVX2)
+#   kernel_check.sh aarch64   Debian's aarch64 cross compiler, run under qemu-user twice:
+#                             -cpu cortex-a53 (no dot product) and -cpu max (dot product)
+# Needs no ONNX Runtime.  Exits non-zero when a kernel is outside its bounds, and with 3 when
+# the aarch64 tools are missing (it says which and how to get them).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+src="$here/../src"
+out="${KERNEL_CHECK_BUILD:-$here/../../build/kernel-check}"
+mkdir -p "$out"
+common=(-std=c++17 -O2 -Wall -Wextra -I"$src" "$src/lut_gemm.cc" "$src/kernels/registry.cc" "$src/kernels/lut_scalar.cc")
+
+case "${1:-native}" in
+  native)
+    cxx="${CXX:-g++}"
+    objs=()
+    if [[ "$(uname -m)" == x86_64 ]]; then
+      "$cxx" -std=c++17 -O2 -c -mavx2 -mfma -mf16c -DTMAC_HAVE_AVX2=1 -I"$src" "$src/kernels/lut_avx2.cc" -o "$out/lut_avx2.o"
+      objs=("$out/lut_avx2.o" -DTMAC_HAVE_AVX2=1)
+    elif [[ "$(uname -m)" == aarch64 || "$(uname -m)" == arm64 ]]; then
+      "$cxx" -std=c++17 -O2 -c -march=armv8.2-a+dotprod -DTMAC_HAVE_NEON=1 -I"$src" "$src/kernels/lut_neon_dotprod.cc" -o "$out/lut_neon_dotprod.o"
+      objs=("$out/lut_neon_dotprod.o" "$src/kernels/lut_neon.cc" -DTMAC_HAVE_NEON=1)
+    fi
+    "$cxx" "${common[@]}" "${objs[@]}" "$here/kernel_check.cc" -o "$out/kernel_check"
+    "$out/kernel_check"
+    ;;
+  aarch64)
+    missing=()
+    command -v aarch64-linux-gnu-g++ > /dev/null || missing+=(g++-aarch64-linux-gnu)
+    command -v qemu-aarch64 > /dev/null || missing+=(qemu-user)
+    if (( ${#missing[@]} )); then
+      echo "kernel_check: missing ${missing[*]} (Debian: apt-get install ${missing[*]})" >&2
+      exit 3
+    fi
+    cxx=aarch64-linux-gnu-g++
+    "$cxx" -std=c++17 -O2 -c -march=armv8.2-a+dotprod -DTMAC_HAVE_NEON=1 -I"$src" "$src/kernels/lut_neon_dotprod.cc" -o "$out/lut_neon_dotprod.o"
+    "$cxx" "${common[@]}" -DTMAC_HAVE_NEON=1 "$out/lut_neon_dotprod.o" "$src/kernels/lut_neon.cc" "$here/kernel_check.cc" \
+      -static -o "$out/kernel_check_aarch64"
+    for cpu in cortex-a53 max; do
+      echo "== qemu-aarch64 -cpu $cpu"
+      qemu-aarch64 -cpu "$cpu" "$out/kernel_check_aarch64"
+    done
+    ;;
+  *)
+    echo "usage: $0 [native|aarch64]" >&2
+    exit 2
+    ;;
+esac
