@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/registry.h"
+#include "kernels/tables.h"
 #include "lut_gemm.h"
 
 namespace {
@@ -134,6 +135,23 @@ std::string Check(const Case& c, const std::vector<float>& y, const std::vector<
   return "";
 }
 
+// The kernel's table builder writes the portable builder's bytes, steps and exponents (block
+// sums may differ by fp32 summation order).
+std::string CheckTables(const Case& c, const tmac::KernelOps& ops) {
+  const Geometry& g = c.geo;
+  const size_t table_bytes = size_t(g.k_steps) * 32, blocks = size_t(g.n_blocks);
+  std::vector<int8_t> t1(table_bytes), t2(table_bytes);
+  std::vector<float> hs1(blocks), hs2(blocks), bs1(blocks), bs2(blocks);
+  std::vector<int32_t> e1(blocks), e2(blocks);
+  for (int64_t m = 0; m < c.M; ++m) {
+    const float* a = &c.a[m * g.K];
+    const bool f1 = ops.build_tables(g, a, {t1.data(), hs1.data(), bs1.data(), e1.data()});
+    const bool f2 = tmac::BuildTablesPortable(g, a, {t2.data(), hs2.data(), bs2.data(), e2.data()});
+    if (f1 != f2 || t1 != t2 || hs1 != hs2 || e1 != e2) return "tables differ from the portable builder's, row " + std::to_string(m);
+  }
+  return "";
+}
+
 enum class Quant { kSymmetric, kZeroPoints, kOffsets };
 
 Case Make(const std::string& name, int64_t K, int64_t N, int bits, int64_t group, int64_t M, Quant quant,
@@ -207,7 +225,24 @@ std::vector<Case> Cases() {
 
 }  // namespace
 
-int main() {
+// `kernel_check gemv KERNEL K N BITS`: one GEMV (M=1, group 128, symmetric) and nothing else,
+// for counting instructions (benchmarks/arm_instructions.py runs it under qemu).
+int Gemv(const std::string& name, int64_t K, int64_t N, int bits) {
+  size_t count = 0;
+  const tmac::KernelEntry* kernels = tmac::Kernels(&count);
+  for (size_t i = 0; i < count; ++i) {
+    if (name != kernels[i].name) continue;
+    const Case c = Make("gemv", K, N, bits, 128, 1, Quant::kSymmetric);
+    const std::vector<float> y = RunKernel(c, kernels[i].ops());
+    std::printf("%s y[0] %g\n", kernels[i].name, double(y[0]));
+    return 0;
+  }
+  std::fprintf(stderr, "no kernel %s\n", name.c_str());
+  return 2;
+}
+
+int main(int argc, char** argv) {
+  if (argc == 6 && std::string(argv[1]) == "gemv") return Gemv(argv[2], std::atoll(argv[3]), std::atoll(argv[4]), std::atoi(argv[5]));
   size_t count = 0;
   const tmac::KernelEntry* kernels = tmac::Kernels(&count);
   const tmac::KernelOps* scalar = nullptr;
@@ -223,7 +258,8 @@ int main() {
     }
     int ok = 0;
     for (const Case& c : cases) {
-      const std::string why = Check(c, RunKernel(c, kernels[i].ops()), RunKernel(c, *scalar));
+      std::string why = CheckTables(c, kernels[i].ops());
+      if (why.empty()) why = Check(c, RunKernel(c, kernels[i].ops()), RunKernel(c, *scalar));
       if (why.empty()) {
         ++ok;
       } else {

@@ -5,7 +5,7 @@
 namespace tmac {
 
 const KernelOps& NeonKernel() {
-  static const KernelOps ops = {BuildTablesPortable, neon::GemmTilesDispatch<false>, neon::HalfToFloat,
+  static const KernelOps ops = {neon::BuildTables, neon::GemmTilesDispatch<false>, neon::HalfToFloat,
                                 neon::FloatToHalf};
   return ops;
 }

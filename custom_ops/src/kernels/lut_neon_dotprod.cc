@@ -7,7 +7,7 @@
 namespace tmac {
 
 const KernelOps& NeonDotprodKernel() {
-  static const KernelOps ops = {BuildTablesPortable, neon::GemmTilesDispatch<true>, neon::HalfToFloat,
+  static const KernelOps ops = {neon::BuildTables, neon::GemmTilesDispatch<true>, neon::HalfToFloat,
                                 neon::FloatToHalf};
   return ops;
 }

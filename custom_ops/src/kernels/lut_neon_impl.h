@@ -11,12 +11,15 @@
 //     group is one channel's planes (2p, 2p, 2p+1, 2p+1); `sdot` with weights
 //     (4^p, 4^p, 2*4^p, 2*4^p) sums them straight into int32 (no window, no merge).
 // The odd top plane (1 and 3 bits) uses `smlal` in both.
-// Tables: the portable builder (tables.h); fp16 <-> fp32 with the AdvSIMD conversions.
+// Tables: built four lanes at a time, the same int8 bytes as the portable builder; fp16 <->
+// fp32 with the AdvSIMD conversions.
 #pragma once
 
 #include <arm_neon.h>
 
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <cstring>
 
 #include "lut_kernel.h"
@@ -229,6 +232,69 @@ void GemmTilesDispatch(const PreparedWeights& w, const ActivationTables& act, in
                        const OutputRows& out) {
   if (w.symmetric) return GemmTilesBits<kDot, true>(w, act, tile_begin, tile_end, out);
   GemmTilesBits<kDot, false>(w, act, tile_begin, tile_end, out);
+}
+
+// The statistics of a block that lies wholly inside K, four activations at a time, and its
+// activations times 2^-E in `scaled`; false (nothing written) when the block holds a NaN or an
+// infinity.  Quad sums are (|a0|+|a1|) + (|a2|+|a3|), QuadAbsSum's order: the int8 bytes equal
+// the portable builder's.
+inline bool BlockStatsNeon(const Geometry& g, const float* a, int64_t b, const RowTables& out, float* scaled,
+                           BlockStats* stats) {
+  const int64_t n = g.block_k;
+  const float* x = a + b * g.block_k;
+  float32x4_t max_abs = vdupq_n_f32(0.f);
+  uint32x4_t all_finite = vdupq_n_u32(~0u);
+  for (int64_t k = 0; k < n; k += 4) {
+    const float32x4_t v = vabsq_f32(vld1q_f32(x + k));
+    all_finite = vandq_u32(all_finite, vcleq_f32(v, vdupq_n_f32(FLT_MAX)));  // false for NaN and inf
+    max_abs = vmaxq_f32(max_abs, v);
+  }
+  if (vminvq_u32(all_finite) == 0) return false;
+  const int exponent = BlockExponent(vmaxvq_f32(max_abs));
+  const float scale = std::ldexp(1.f, -exponent);
+  float32x4_t sum = vdupq_n_f32(0.f), max_quad = vdupq_n_f32(0.f);
+  for (int64_t k = 0; k < n; k += 8) {
+    const float32x4_t v0 = vmulq_n_f32(vld1q_f32(x + k), scale), v1 = vmulq_n_f32(vld1q_f32(x + k + 4), scale);
+    vst1q_f32(scaled + k, v0);
+    vst1q_f32(scaled + k + 4, v1);
+    const float32x4_t pairs = vpaddq_f32(vabsq_f32(v0), vabsq_f32(v1));  // |a0|+|a1|, |a2|+|a3| of both quads
+    max_quad = vmaxq_f32(max_quad, vpaddq_f32(pairs, pairs));
+    sum = vaddq_f32(sum, vaddq_f32(v0, v1));
+  }
+  *stats = FinishBlockStats(g, b, exponent, vmaxvq_f32(max_quad), vaddvq_f32(sum), true, out);
+  return true;
+}
+
+// The eight entries of a quad in two vectors, summed in the portable order (sign flips are
+// exact), rounded to nearest even as the portable builder's nearbyint; blocks that run past K
+// or hold a NaN or an infinity take the portable path.
+inline bool BuildTables(const Geometry& g, const float* a, const RowTables& out) {
+  // entry i: (bit j of i ? +a_j : -a_j); lanes 0-3 are i = 0..3, lanes 4-7 (second vector) i = 4..7
+  const float sign0[4] = {-1, 1, -1, 1}, sign1[4] = {-1, -1, 1, 1};
+  const float32x4_t flip0 = vld1q_f32(sign0), flip1 = vld1q_f32(sign1);
+  bool finite = true;
+  float scaled[kMaxBlockK];
+  for (int64_t b = 0; b < g.n_blocks; ++b) {
+    BlockStats st;
+    if ((b + 1) * g.block_k > g.K || !BlockStatsNeon(g, a, b, out, scaled, &st)) {
+      st = ComputeBlockStats(g, a, b, out);
+      finite = finite && st.finite;
+      QuantizeQuadsPortable(g, a, st, out.tables);
+      continue;
+    }
+    for (int64_t k = 0; k < st.k1 - st.k0; k += kQuadK) {
+      const float* v = scaled + k;
+      const float32x4_t e01 = vaddq_f32(vmulq_n_f32(flip0, v[0]), vmulq_n_f32(flip1, v[1]));
+      const float32x4_t low = vsubq_f32(vsubq_f32(e01, vdupq_n_f32(v[2])), vdupq_n_f32(v[3]));   // i = 0..3: -a2
+      const float32x4_t high = vsubq_f32(vaddq_f32(e01, vdupq_n_f32(v[2])), vdupq_n_f32(v[3]));  // i = 4..7: +a2
+      const int16x8_t q = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(low, st.inv_step))),
+                                       vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(high, st.inv_step))));
+      const int8x8_t entries = vqmovn_s16(q);                    // T[0..7]
+      const int8x8_t mirror = vrev64_s8(vneg_s8(entries));       // T[15 - i] = -T[i]
+      vst1q_s8(out.tables + ((st.k0 + k) / kQuadK) * kTableBytes, vcombine_s8(entries, mirror));
+    }
+  }
+  return finite;
 }
 
 inline void HalfToFloat(const uint16_t* src, float* dst, size_t n) {
