@@ -85,12 +85,18 @@ TMAC_ALWAYS_INLINE void Step(const uint8_t* step, const int8_t* tables, Accumula
   (void)sum;  // (written by the dot-product path only)
   const int8x16_t t0 = vld1q_s8(tables), t1 = vld1q_s8(tables + 16);  // quads 2s and 2s+1
   const uint8x16_t low_nibble = vdupq_n_u8(0x0f);
+  // Fully unrolled: the accumulators are indexed by p, h and e, and stay in registers only
+  // when those are constants (at 4 bits GCC otherwise kept a loop and the sums in memory:
+  // 6.8 M instructions for a 4096x1024 GEMV instead of 1.7 M).
+#pragma GCC unroll 2
   for (int p = 0; p < kBits / 2; ++p) {
+#pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
       const uint8x16_t v0 = vld1q_u8(step + 64 * p + 32 * h), v1 = vld1q_u8(step + 64 * p + 32 * h + 16);
       const int8x16_t looked_up[2][2] = {
           {vqtbl1q_s8(t0, vandq_u8(v0, low_nibble)), vqtbl1q_s8(t1, vandq_u8(v1, low_nibble))},
           {vqtbl1q_s8(t0, vshrq_n_u8(v0, 4)), vqtbl1q_s8(t1, vshrq_n_u8(v1, 4))}};
+#pragma GCC unroll 2
       for (int e = 0; e < 2; ++e) {  // low nibbles: channels 16h + (i>>1); high: 16h + 8 + (i>>1)
 #if defined(TMAC_NEON_DOTPROD)
         if (kDot) {
@@ -103,6 +109,7 @@ TMAC_ALWAYS_INLINE void Step(const uint8_t* step, const int8_t* tables, Accumula
         }
 #endif
         const int8x16_t w = PairWeights(p);
+#pragma GCC unroll 2
         for (int q = 0; q < 2; ++q) {
           acc->pair[h][e][0] = vmlal_s8(acc->pair[h][e][0], vget_low_s8(looked_up[e][q]), vget_low_s8(w));
           acc->pair[h][e][1] = vmlal_high_s8(acc->pair[h][e][1], looked_up[e][q], w);
@@ -116,7 +123,9 @@ TMAC_ALWAYS_INLINE void Step(const uint8_t* step, const int8_t* tables, Accumula
     const int8x16_t looked_up[2][2] = {
         {vqtbl1q_s8(t0, vandq_u8(v0, low_nibble)), vqtbl1q_s8(t1, vandq_u8(v1, low_nibble))},
         {vqtbl1q_s8(t0, vshrq_n_u8(v0, 4)), vqtbl1q_s8(t1, vshrq_n_u8(v1, 4))}};
+#pragma GCC unroll 2
     for (int e = 0; e < 2; ++e)
+#pragma GCC unroll 2
       for (int q = 0; q < 2; ++q) {
         acc->odd[e][0] = vmlal_s8(acc->odd[e][0], vget_low_s8(looked_up[e][q]), vget_low_s8(w));
         acc->odd[e][1] = vmlal_high_s8(acc->odd[e][1], looked_up[e][q], w);
