@@ -11,9 +11,9 @@ import pytest
 SCRIPT = Path(__file__).resolve().parent.parent / "custom_ops" / "tests" / "kernel_check.sh"
 
 
-def run(target: str, tmp_path):
+def run(target: str, tmp_path, **env):
     done = subprocess.run(["bash", str(SCRIPT), target], capture_output=True, text=True,
-                          env={"PATH": "/usr/local/bin:/usr/bin:/bin", "KERNEL_CHECK_BUILD": str(tmp_path)})
+                          env={"PATH": "/usr/local/bin:/usr/bin:/bin", "KERNEL_CHECK_BUILD": str(tmp_path), **env})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -23,10 +23,17 @@ def test_this_machines_kernels(tmp_path):
     assert "0 failed" in out and "scalar " in out
 
 
-@pytest.mark.skipif(not (shutil.which("aarch64-linux-gnu-g++") and shutil.which("qemu-aarch64")),
+ARM_TOOLS = shutil.which("aarch64-linux-gnu-g++") and shutil.which("qemu-aarch64")
+
+
+@pytest.mark.parametrize("compiler", [
+    "gcc",
+    pytest.param("clang", marks=pytest.mark.skipif(not shutil.which("clang++"), reason="clang++ not installed")),
+])
+@pytest.mark.skipif(not ARM_TOOLS,
                     reason="ARM kernels not checked: needs g++-aarch64-linux-gnu and qemu-user (make test-arm installs them)")
-def test_arm_kernels_under_qemu_with_and_without_the_dot_product(tmp_path):
-    out = run("aarch64", tmp_path)
+def test_arm_kernels_under_qemu_with_and_without_the_dot_product(tmp_path, compiler):
+    out = run("aarch64", tmp_path, **({"AARCH64_CXX": "clang++ --target=aarch64-linux-gnu"} if compiler == "clang" else {}))
     a53, cpu_max = out.split("== qemu-aarch64 -cpu max")
     all_cases = r"\s+(\d+) of \1 cases within the bounds"
     assert "neon-dotprod   skipped: this CPU lacks the dot-product extension" in a53  # plain NEON path alone

@@ -2,7 +2,8 @@
 # Builds custom_ops/tests/kernel_check.cc with every kernel of a target and runs it.
 #   kernel_check.sh native    this machine's compiler and CPU (x86-64: scalar and AVX2)
 #   kernel_check.sh aarch64   Debian's aarch64 cross compiler, run under qemu-user twice:
-#                             -cpu cortex-a53 (no dot product) and -cpu max (dot product)
+#                             -cpu cortex-a53 (no dot product) and -cpu max (dot product);
+#                             AARCH64_CXX="clang++ --target=aarch64-linux-gnu" builds with clang
 # Needs no ONNX Runtime.  Exits non-zero when a kernel is outside its bounds, and with 3 when
 # the aarch64 tools are missing (it says which and how to get them).
 set -euo pipefail
@@ -28,15 +29,15 @@ case "${1:-native}" in
     ;;
   aarch64)
     missing=()
-    command -v aarch64-linux-gnu-g++ > /dev/null || missing+=(g++-aarch64-linux-gnu)
+    read -ra cxx <<< "${AARCH64_CXX:-aarch64-linux-gnu-g++}"
+    command -v aarch64-linux-gnu-g++ > /dev/null || missing+=(g++-aarch64-linux-gnu)  # (clang links with its libraries)
     command -v qemu-aarch64 > /dev/null || missing+=(qemu-user)
     if (( ${#missing[@]} )); then
       echo "kernel_check: missing ${missing[*]} (Debian: apt-get install ${missing[*]})" >&2
       exit 3
     fi
-    cxx=aarch64-linux-gnu-g++
-    "$cxx" -std=c++17 -O2 -c -march=armv8.2-a+dotprod -DTMAC_HAVE_NEON=1 -I"$src" "$src/kernels/lut_neon_dotprod.cc" -o "$out/lut_neon_dotprod.o"
-    "$cxx" "${common[@]}" -DTMAC_HAVE_NEON=1 "$out/lut_neon_dotprod.o" "$src/kernels/lut_neon.cc" "$here/kernel_check.cc" \
+    "${cxx[@]}" -std=c++17 -O2 -c -march=armv8.2-a+dotprod -DTMAC_HAVE_NEON=1 -I"$src" "$src/kernels/lut_neon_dotprod.cc" -o "$out/lut_neon_dotprod.o"
+    "${cxx[@]}" "${common[@]}" -DTMAC_HAVE_NEON=1 "$out/lut_neon_dotprod.o" "$src/kernels/lut_neon.cc" "$here/kernel_check.cc" \
       -static -o "$out/kernel_check_aarch64"
     for cpu in cortex-a53 max; do
       echo "== qemu-aarch64 -cpu $cpu"
