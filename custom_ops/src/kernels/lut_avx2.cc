@@ -311,9 +311,7 @@ bool BuildTablesAvx2(const Geometry& g, const float* a, const RowTables& out) {
   for (int64_t b = 0; b < g.n_blocks; ++b) {
     BlockStats st;
     if ((b + 1) * g.block_k > g.K || !BlockStatsAvx2(g, a, b, out, scaled, &st)) {
-      st = ComputeBlockStats(g, a, b, out);
-      finite = finite && st.finite;
-      QuantizeQuadsPortable(g, a, st, out.tables);
+      finite = BuildBlockPortable(g, a, b, out) && finite;
       continue;
     }
     const __m256 inv_step = _mm256_set1_ps(st.inv_step);

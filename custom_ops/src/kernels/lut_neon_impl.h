@@ -286,9 +286,7 @@ inline bool BuildTables(const Geometry& g, const float* a, const RowTables& out)
   for (int64_t b = 0; b < g.n_blocks; ++b) {
     BlockStats st;
     if ((b + 1) * g.block_k > g.K || !BlockStatsNeon(g, a, b, out, scaled, &st)) {
-      st = ComputeBlockStats(g, a, b, out);
-      finite = finite && st.finite;
-      QuantizeQuadsPortable(g, a, st, out.tables);
+      finite = BuildBlockPortable(g, a, b, out) && finite;
       continue;
     }
     for (int64_t k = 0; k < st.k1 - st.k0; k += kQuadK) {

@@ -111,13 +111,17 @@ inline void QuantizeQuadsPortable(const Geometry& g, const float* a, const Block
   }
 }
 
+// One block the portable way; returns false when it holds a NaN or an infinity.  The SIMD
+// builders take this path for blocks that run past K or are not finite.
+inline bool BuildBlockPortable(const Geometry& g, const float* a, int64_t b, const RowTables& out) {
+  const BlockStats st = ComputeBlockStats(g, a, b, out);
+  QuantizeQuadsPortable(g, a, st, out.tables);
+  return st.finite;
+}
+
 inline bool BuildTablesPortable(const Geometry& g, const float* a, const RowTables& out) {
   bool finite = true;
-  for (int64_t b = 0; b < g.n_blocks; ++b) {
-    const BlockStats st = ComputeBlockStats(g, a, b, out);
-    finite = finite && st.finite;
-    QuantizeQuadsPortable(g, a, st, out.tables);
-  }
+  for (int64_t b = 0; b < g.n_blocks; ++b) finite = BuildBlockPortable(g, a, b, out) && finite;
   return finite;
 }
 
