@@ -72,7 +72,9 @@ class RewriteReport:
     details: list[tuple[str, str, int, int, int, int]] = field(default_factory=list)  # name, pattern, K, N, bits, group
 
     def skip(self, node: ir.Node, pattern_name: str, reason: str):
-        self.skipped[node.name or f"<unnamed {node.op_type}>"] = (pattern_name, reason)
+        # the first rule to skip a node is the most specific (RULES order): a later, more
+        # general rule (float MatMul: "weight is not constant") must not hide its reason
+        self.skipped.setdefault(node.name or f"<unnamed {node.op_type}>", (pattern_name, reason))
         return pattern.MatchResult().fail(reason)
 
     def add(self, node: ir.Node, pattern_name: str, w: QuantizedWeight):

@@ -345,3 +345,16 @@ def test_matmul_nbits_with_float_zero_points_hqq_converts(rng, bits, K, block):
     exact = a.astype(np.float64) @ expected_w.T.astype(np.float64)
     assert relative_rms(ort_float, exact) < 1e-5  # the reference is ORT's own reading of the model
     assert relative_rms(make_session(rewritten).run(None, {"A": a})[0], exact) < 2e-2
+
+
+def test_the_dequantize_rules_skip_reason_is_not_hidden_by_the_float_rules(rng):
+    """A DequantizeLinear -> MatMul the DQ rule cannot take (here a block size along the wrong
+    axis) must report the DQ rule's reason, not the float rule's "weight is not constant"."""
+    K, N = 64, 32
+    q = rng.integers(0, 16, (K, N)).astype(np.uint8)
+    model = dq_matmul_model(q, np.ones((K, N // 16), np.float32), np.zeros((K, N // 16), np.uint8), "uint4", 16)
+    model.graph.node[0].attribute[0].i = 1  # axis=1: blocked along N
+    _, report = rewrite(model)
+    assert not report.converted
+    pattern_name, reason = report.skipped["mm"]
+    assert pattern_name != "MatMul (float)" and "not blocked along K" in reason, (pattern_name, reason)
