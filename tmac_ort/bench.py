@@ -318,8 +318,8 @@ def main(argv=None) -> int:
     shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes]
     from . import kernel_registry
 
+    known = {k.name: k for k in kernel_registry()}
     for name in args.kernel:
-        known = {k.name: k for k in kernel_registry()}
         if name not in known or not known[name].available:
             why = known[name].unavailable if name in known else f"not in this build ({', '.join(known)})"
             raise SystemExit(f"tmac-ort bench: kernel {name}: {why}")

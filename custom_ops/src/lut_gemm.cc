@@ -20,8 +20,8 @@ int ChannelExponent(float max_abs) {
 }
 
 // Rearranges per-group values [N][n_groups] to [tile][group][32] in fp16 units of 2^u[n].
-std::vector<uint16_t> ToFp16Channels(const Geometry& g, const std::vector<float>& values,
-                                     const std::vector<int>& exponent, const KernelOps& kernel) {
+std::vector<uint16_t> ToFp16Channels(const Geometry& g, const float* values, const std::vector<int>& exponent,
+                                     const KernelOps& kernel) {
   std::vector<float> scaled(size_t(g.n_tiles) * g.n_groups * kTileN, 0.f);
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t grp = 0; grp < g.n_groups; ++grp)
@@ -72,20 +72,13 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
     exponent[n] = ChannelExponent(max_abs);
     weights_.channel_scale[n] = std::ldexp(1.0, exponent[n]);
   }
-  weights_.scale = ToFp16Channels(geo, std::vector<float>(quant.scales, quant.scales + per_group), exponent, kernel);
-  if (!symmetric) weights_.constant = ToFp16Channels(geo, constant, exponent, kernel);
+  weights_.scale = ToFp16Channels(geo, quant.scales, exponent, kernel);
+  if (!symmetric) weights_.constant = ToFp16Channels(geo, constant.data(), exponent, kernel);
 }
 
 float LutGemm::Dequantized(int64_t n, int64_t k) const {
   const Geometry& g = weights_.geo;
-  const uint8_t* step = weights_.planes + (n / kTileN) * g.tile_bytes() + (k / kStepK) * g.step_bytes();
-  const int lane = int(k % kStepK) / kQuadK, bit = int(k % kQuadK);
-  int q = 0;
-  for (int p = 0; p < g.bits; ++p) {
-    const NibblePosition pos = nibble_positions_[size_t(p) * kTileN + n % kTileN];
-    const int nibble = pos.high ? step[pos.byte + 16 * lane] >> 4 : step[pos.byte + 16 * lane] & 15;
-    q |= ((nibble >> bit) & 1) << p;
-  }
+  const int q = QuantAt(g, weights_.planes, nibble_positions_, n, k);
   const size_t i = size_t(n * g.n_groups + k / g.group_size);
   const float s = quant_.scales[i];
   if (quant_.offsets) return s * float(q) + quant_.offsets[i];

@@ -35,19 +35,6 @@ std::mt19937_64 rng(1234);
 double Uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng); }
 double Normal() { return std::normal_distribution<double>(0, 1)(rng); }
 
-int QuantAt(const Case& c, const std::vector<tmac::NibblePosition>& where, int64_t n, int64_t k) {
-  const Geometry& g = c.geo;
-  const uint8_t* step = c.planes.data() + (n / tmac::kTileN) * g.tile_bytes() + (k / tmac::kStepK) * g.step_bytes();
-  const int lane = int(k % tmac::kStepK) / tmac::kQuadK, bit = int(k % tmac::kQuadK);
-  int q = 0;
-  for (int p = 0; p < g.bits; ++p) {
-    const tmac::NibblePosition pos = where[size_t(p) * tmac::kTileN + n % tmac::kTileN];
-    const uint8_t byte = step[pos.byte + 16 * lane];
-    q |= (((pos.high ? byte >> 4 : byte & 15) >> bit) & 1) << p;
-  }
-  return q;
-}
-
 // w[n][k] in fp32 as MatMulNBits dequantises it, and the per-group |s|, |o| for the bound.
 std::vector<float> Dequantize(const Case& c) {
   const Geometry& g = c.geo;
@@ -56,7 +43,7 @@ std::vector<float> Dequantize(const Case& c) {
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t k = 0; k < g.K; ++k) {
       const size_t i = size_t(n * g.n_groups + k / g.group_size);
-      const float q = float(QuantAt(c, where, n, k)), s = c.scales[i];
+      const float q = float(tmac::QuantAt(g, c.planes.data(), where, n, k)), s = c.scales[i];
       if (!c.offsets.empty()) {
         w[n * g.K + k] = s * q + c.offsets[i];
       } else {

@@ -111,4 +111,18 @@ inline std::vector<NibblePosition> NibblePositions(int bits) {
   return where;
 }
 
+// q[n, k] (0 .. 2^bits - 1) read back from the packed planes; `where` is NibblePositions(bits).
+inline int QuantAt(const Geometry& g, const uint8_t* planes, const std::vector<NibblePosition>& where, int64_t n,
+                   int64_t k) {
+  const uint8_t* step = planes + (n / kTileN) * g.tile_bytes() + (k / kStepK) * g.step_bytes();
+  const int lane = int(k % kStepK) / kQuadK, bit = int(k % kQuadK);
+  int q = 0;
+  for (int p = 0; p < g.bits; ++p) {
+    const NibblePosition pos = where[size_t(p) * kTileN + n % kTileN];
+    const uint8_t byte = step[pos.byte + 16 * lane];
+    q |= (((pos.high ? byte >> 4 : byte & 15) >> bit) & 1) << p;
+  }
+  return q;
+}
+
 }  // namespace tmac

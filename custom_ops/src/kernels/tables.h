@@ -13,7 +13,7 @@
 // which keeps every entry within [-127, 127].  Scaling by a power of two commutes with every
 // rounding here, so the bytes are those of the unscaled arithmetic wherever that had no
 // overflow or underflow.  NaN and infinities count as 0 here; the driver adds their
-// products exactly as a float matmul would (lut_gemm.cc, NonFiniteTerms).
+// products exactly as a float matmul would (LutGemm::AddNonFiniteTerms).
 #pragma once
 
 #include <algorithm>
