@@ -13,14 +13,16 @@ from onnxscript.rewriter import pattern
 from tmac_ort import DOMAIN, OP_TYPE, OPSET_VERSION
 from tmac_ort.model import lut_gemm_attributes, lut_gemm_weight_inputs
 from tmac_ort.packing import Geometry, QuantizedWeight
+from tmac_ort.quantize import DEFAULT_METHOD, METHODS
 
 
 @dataclass
 class RewriteOptions:
     """Options of `tmac-ort rewrite`.
 
-    bits / group_size / symmetric apply where weights are quantised here (float MatMul/Gemm);
-    MatMulNBits and DequantizeLinear sources keep their own quantisation, losslessly.
+    bits / group_size / method / symmetric apply where weights are quantised here (float
+    MatMul/Gemm; method: tmac_ort.quantize.METHODS, symmetric for "rtn" only); MatMulNBits and
+    DequantizeLinear sources keep their own quantisation, losslessly.
     include / exclude are regular expressions on node names (exclude wins);
     bits_for maps a node-name regex to the bit count for those nodes (mixed precision).
     patterns selects the source patterns: any of "matmul_nbits", "dequantize_matmul", "float".
@@ -29,6 +31,7 @@ class RewriteOptions:
     bits: int = 4
     group_size: int = 128
     symmetric: bool = True
+    method: str = DEFAULT_METHOD
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     bits_for: dict[str, int] = field(default_factory=dict)
@@ -39,6 +42,8 @@ class RewriteOptions:
             raise ValueError(f"--bits must be 1, 2, 3 or 4, got {self.bits}")
         if self.group_size != -1 and (self.group_size <= 0 or self.group_size % 8):
             raise ValueError(f"--group-size must be a positive multiple of 8 (or -1 for whole rows), got {self.group_size}")
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
         for regex in [*self.include, *self.exclude, *self.bits_for]:
             try:
                 re.compile(regex)

@@ -1,4 +1,4 @@
-"""Float MatMul / Gemm with a constant weight -> round-to-nearest quantisation -> LutGemm.
+"""Float MatMul / Gemm with a constant weight -> quantisation (tmac_ort.quantize) -> LutGemm.
 
 Weights that are already ternary ({-s, 0, +s} per row) are packed exactly as bits=2 with
 zero point 1."""
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tmac_ort.packing import QuantizedWeight, quantize_rtn
+from tmac_ort.packing import QuantizedWeight
+from tmac_ort.quantize import quantize
 
 from .common import LutGemmRule, constant_array, geometry_problem
 
@@ -40,6 +41,8 @@ class FloatMatMulToLutGemm(LutGemmRule):
             return skip("weight is not constant")
         if w_kn.ndim != 2 or w_kn.dtype not in (np.float32, np.float16):
             return skip(f"weight is {w_kn.dtype} of rank {w_kn.ndim}; expected a 2-D float matrix")
+        if not np.isfinite(w_kn).all():
+            return skip("weight holds a NaN or an infinity")
         K, N = w_kn.shape
         w_nk = np.ascontiguousarray(w_kn.T.astype(np.float32))
         ternary = exact_ternary(w_nk)
@@ -50,7 +53,7 @@ class FloatMatMulToLutGemm(LutGemmRule):
         group = K if self.options.group_size == -1 or self.options.group_size >= K else self.options.group_size
         if why := geometry_problem(K, N, bits, group):
             return skip(why)
-        return self.accept(node, quantize_rtn(w_nk, bits, group, self.options.symmetric), bias)
+        return self.accept(node, quantize(w_nk, bits, group, self.options.method, self.options.symmetric), bias)
 
     def check(self, context, a, w, **_):
         return self.quantize(context.root, constant_array(w))

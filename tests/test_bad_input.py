@@ -51,7 +51,10 @@ def session(model):
         ({"attrs": {"N": 100}}, "packed_weights has shape"),
         ({"inits": {"packed": np.zeros((2, 8, 32), np.uint8)}}, "packed_weights has shape [2, 8, 32], expected [2, 8, 64]"),
         ({"inits": {"scales": np.ones((N, 3), np.float32)}}, "scales has shape"),
-        ({"inits": {"scales": np.ones((N, 2), np.float16)}}, "(scales)"),
+        # (fp16 scales are valid since scales and offsets may be stored as fp16: test_storage.py)
+        ({"inits": {"scales": np.ones((N, 2), np.int32)}}, "scales has the wrong element type (6, expected float or float16)"),
+        ({"inputs": ["A", "packed", "scales", "", "offsets"], "inits": {"offsets": np.ones((N, 2), np.float64)}},
+         "offsets has the wrong element type (11, expected float or float16)"),
         ({"inputs": ["A", "packed", "scales_input"]}, "scales must be a constant initializer"),
         ({"inputs": ["A", "packed", "scales", "zp"], "inits": {"zp": np.full((N, 2), 4, np.uint8)}},
          "zero point 4 does not fit in 2 bits"),

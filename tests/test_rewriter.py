@@ -10,7 +10,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from conftest import make_session, relative_rms
-from tmac_ort import cli, matmul_nbits, packing, reference, schema
+from tmac_ort import cli, matmul_nbits, packing, quantize, reference, schema
 from tmac_ort.rewriter import RewriteOptions, rewrite_model
 
 
@@ -126,17 +126,19 @@ def float_model(weights: dict[str, np.ndarray], gemm_bias=None):
     return model
 
 
-def test_float_matmuls_are_quantised_with_options_and_filters(rng):
+@pytest.mark.parametrize("method", quantize.METHODS)
+def test_float_matmuls_are_quantised_with_options_and_filters(rng, method):
     w = {"mlp.up": rng.standard_normal((128, 256)).astype(np.float32),
          "mlp.down": rng.standard_normal((256, 128)).astype(np.float32),
          "lm_head": rng.standard_normal((128, 64)).astype(np.float32)}
-    rewritten, report = rewrite(float_model(w), bits=4, group_size=64, exclude=["lm_head"], bits_for={"down": 2})
+    rewritten, report = rewrite(float_model(w), bits=4, group_size=64, exclude=["lm_head"], bits_for={"down": 2},
+                                method=method)
     assert report.converted == {"MatMul (float)": 2}
     assert report.skipped["lm_head"][1] == "excluded by --exclude"
     bits = {n.name: {a.name: a.i for a in n.attribute}["bits"] for n in rewritten.graph.node if n.op_type == "LutGemm"}
     assert bits == {"mlp.up": 4, "mlp.down": 2}
     a = rng.standard_normal((2, 128)).astype(np.float32)
-    deq = {name: packing.quantize_rtn(w[name].T, bits, 64).dequantize().T for name, bits in bits.items()}
+    deq = {name: quantize.quantize(w[name].T, bits, 64, method).dequantize().T for name, bits in bits.items()}
     expected = a @ deq["mlp.up"] @ deq["mlp.down"] @ w["lm_head"]
     y = make_session(rewritten).run(None, {"A": a})[0]
     assert relative_rms(y, expected) < 3e-2
@@ -358,3 +360,12 @@ def test_the_dequantize_rules_skip_reason_is_not_hidden_by_the_float_rules(rng):
     assert not report.converted
     pattern_name, reason = report.skipped["mm"]
     assert pattern_name != "MatMul (float)" and "not blocked along K" in reason, (pattern_name, reason)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_float_weights_with_non_finite_values_are_skipped_with_reason(rng, bad):
+    w = {"ok": rng.standard_normal((64, 64)).astype(np.float32), "broken": rng.standard_normal((64, 64)).astype(np.float32)}
+    w["broken"][3, 5] = bad
+    rewritten, report = rewrite(float_model(w))
+    assert report.converted == {"MatMul (float)": 1}
+    assert report.skipped["broken"] == ("MatMul (float)", "weight holds a NaN or an infinity")

@@ -20,7 +20,7 @@ def _parse_bits_for(items: list[str]) -> dict[str, int]:
 def _options(args):
     from .rewriter import RewriteOptions
 
-    return RewriteOptions(bits=args.bits, group_size=args.group_size, symmetric=args.symmetric,
+    return RewriteOptions(bits=args.bits, group_size=args.group_size, symmetric=args.symmetric, method=args.method,
                           include=args.include, exclude=args.exclude, bits_for=_parse_bits_for(args.bits_for))
 
 
@@ -103,6 +103,7 @@ def _demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .quantize import DEFAULT_METHOD, METHODS
 
     parser = argparse.ArgumentParser(prog="tmac-ort", description="T-MAC low-bit LUT matmul for ONNX Runtime")
     parser.add_argument("--version", action="version", version=f"tmac-ort {__version__}")
@@ -113,11 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     rw.add_argument("-o", "--output", required=True, help="output model file or (for a folder input) new folder")
     rw.add_argument("--bits", type=int, default=4, help="bits for float weights (1-4, default 4)")
     rw.add_argument("--group-size", type=int, default=128, help="group size for float weights (-1: whole row)")
+    rw.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                    help=f"how float weights are quantised: mse = least-squares scale and offset per group "
+                         f"(better at every bit width, docs/quality.md), rtn = round to nearest "
+                         f"(default {DEFAULT_METHOD})")
     sym = rw.add_mutually_exclusive_group()
     sym.add_argument("--symmetric", dest="symmetric", action="store_true", default=True,
-                     help="float weights: zero point 2^(bits-1), scale from the largest magnitude (default)")
+                     help="--method rtn: zero point 2^(bits-1), scale from the largest magnitude (default)")
     sym.add_argument("--asymmetric", dest="symmetric", action="store_false",
-                     help="float weights: min/max range with an integer zero point per group")
+                     help="--method rtn: min/max range with an integer zero point per group")
     rw.add_argument("--include", action="append", default=[], metavar="REGEX", help="only nodes whose name matches")
     rw.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="leave matching nodes (e.g. lm_head)")
     rw.add_argument("--verbose", action="store_true", help="list every skipped node")

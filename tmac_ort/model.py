@@ -20,14 +20,33 @@ def lut_gemm_attributes(w: QuantizedWeight) -> dict[str, int]:
     }
 
 
+def _fp16_if_exact(values: np.ndarray) -> np.ndarray | None:
+    half = values.astype(np.float16)
+    return half if np.array_equal(half.astype(np.float32), values) else None
+
+
+def stored_scales_and_offsets(w: QuantizedWeight) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scales and offsets in the type the file keeps them in: fp16 when every value of both is
+    an exact fp16 number (the "mse" quantiser chooses such values), else float32.  The file
+    holds exactly the numbers the quantiser (or the source model) chose; the kernel rounds
+    them to fp16 in its own units (lut_gemm.cc), so fp16 is all the precision it uses."""
+    scales = np.asarray(w.scales, np.float32)
+    offsets = None if w.offsets is None else np.asarray(w.offsets, np.float32)
+    half = [_fp16_if_exact(v) for v in (scales, offsets) if v is not None]
+    if all(h is not None for h in half):
+        return half[0], (half[1] if offsets is not None else None)
+    return scales, offsets
+
+
 def lut_gemm_weight_inputs(w: QuantizedWeight) -> list[tuple[str, np.ndarray] | None]:
     """LutGemm inputs 1-4 (packed_weights, scales, zero_points, offsets) as (name suffix, array),
     None for an absent optional input, trailing absences dropped.  Shared by every producer."""
-    inputs = [("lut_packed", w.pack()), ("lut_scales", w.scales.astype(np.float32)), None, None]
+    scales, offsets = stored_scales_and_offsets(w)
+    inputs = [("lut_packed", w.pack()), ("lut_scales", scales), None, None]
     if w.zero_points is not None:
         inputs[2] = ("lut_zero_points", w.zero_points)
-    if w.offsets is not None:
-        inputs[3] = ("lut_offsets", w.offsets.astype(np.float32))
+    if offsets is not None:
+        inputs[3] = ("lut_offsets", offsets)
     while inputs[-1] is None:
         inputs.pop()
     return inputs

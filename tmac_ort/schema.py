@@ -39,13 +39,15 @@ def _schema() -> defs.OpSchema:
         inputs=[
             _P("A", "T", "activations [..., K]"),
             _P("packed_weights", "tensor(uint8)", "bit planes [N_pad/32, K_pad/8, 32*bits]"),
-            _P("scales", "tensor(float)", "per-group scales [N, ceil(K/group_size)]"),
+            _P("scales", "S", "per-group scales [N, ceil(K/group_size)]"),
             _P("zero_points", "tensor(uint8)", "integer zero points [N, ceil(K/group_size)]", param_option=_OPTIONAL),
-            _P("offsets", "tensor(float)", "float offsets [N, ceil(K/group_size)]: w = s*q + offset", param_option=_OPTIONAL),
+            _P("offsets", "O", "float offsets [N, ceil(K/group_size)]: w = s*q + offset", param_option=_OPTIONAL),
             _P("bias", "T", "bias [N]", param_option=_OPTIONAL),
         ],
         outputs=[_P("Y", "T", "output [..., N]")],
-        type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "activation type")],
+        type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "activation type"),
+                          ("S", ["tensor(float)", "tensor(float16)"], "scale type"),
+                          ("O", ["tensor(float)", "tensor(float16)"], "offset type")],
         attributes=[
             defs.OpSchema.Attribute(name, _INT, doc)
             for name, doc in [

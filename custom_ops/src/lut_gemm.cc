@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <vector>
+#include <utility>
 
 #include "kernels/tables.h"
 
@@ -35,8 +36,9 @@ std::vector<uint16_t> ToFp16Channels(const Geometry& g, const float* values, con
 }  // namespace
 
 LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant,
-                 const KernelOps& kernel)
-    : quant_(quant), nibble_positions_(NibblePositions(int(geo.bits))), kernel_(kernel) {
+                 const KernelOps& kernel, ConvertedParams converted)
+    : converted_(std::move(converted)), quant_(quant), nibble_positions_(NibblePositions(int(geo.bits))),
+      kernel_(kernel) {
   weights_.geo = geo;
   weights_.planes = planes;
   const size_t per_group = size_t(geo.N) * geo.n_groups;

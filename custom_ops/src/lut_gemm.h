@@ -22,10 +22,18 @@ struct QuantParams {
   const float* offsets = nullptr;        // [N, n_groups] or null (w = s*q + offset)
 };
 
+// Scales or offsets that the file stores as fp16, converted to float once; `quant` points into
+// them, and the LutGemm keeps them (moving a vector keeps its buffer).
+struct ConvertedParams {
+  std::vector<float> scales, offsets;
+};
+
 class LutGemm {
  public:
-  // `planes` and `quant` must outlive this object (they are the session's initializers).
-  LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant, const KernelOps& kernel);
+  // `planes` and `quant` must outlive this object (they are the session's initializers, or
+  // `converted`, which it keeps).
+  LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant, const KernelOps& kernel,
+          ConvertedParams converted = {});
 
   // Y[M, N] = A[M, K] * W^T (+ bias).  A, Y and bias are float32.
   void Run(const float* a, int64_t rows, const float* bias, float* y, const ParallelRunner& parallel) const;
@@ -40,6 +48,7 @@ class LutGemm {
   void AddNonFiniteTerms(const float* a, float* y) const;
 
   PreparedWeights weights_;
+  ConvertedParams converted_;
   QuantParams quant_;
   std::vector<NibblePosition> nibble_positions_;  // for Dequantized
   const KernelOps& kernel_;

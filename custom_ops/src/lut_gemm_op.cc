@@ -4,6 +4,7 @@
 #include <cmath>
 #include <exception>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace tmac {
@@ -50,19 +51,57 @@ class NodeReader {
   bool ReadConstant(size_t index, const char* what, ONNXTensorElementDataType type, const Shape& shape,
                     ConstantInput* out, std::string* error) const {
     if (!HasInput(index)) return true;
+    ONNXTensorElementDataType actual = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+    if (!ElementType(index, what, &actual, error)) return false;
+    if (actual != type) {
+      *error = Error(std::string(what) + " has the wrong element type (" + std::to_string(actual) + ", expected " +
+                     std::to_string(type) + ")");
+      return false;
+    }
+    return ReadChecked(index, what, shape, out, error);
+  }
+
+  // Reads a float or float16 constant as float: fp16 values are converted into `storage`
+  // (the file keeps scales and offsets as fp16 where that changes nothing the kernel
+  // computes: docs/packed-format.md).
+  bool ReadFloats(size_t index, const char* what, const Shape& shape, const KernelOps& kernel,
+                  std::vector<float>* storage, ConstantInput* out, std::string* error) const {
+    if (!HasInput(index)) return true;
+    ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+    if (!ElementType(index, what, &type, error)) return false;
+    if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
+      *error = Error(std::string(what) + " has the wrong element type (" + std::to_string(type) +
+                     ", expected float or float16)");
+      return false;
+    }
+    if (!ReadChecked(index, what, shape, out, error)) return false;
+    if (type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
+      size_t count = 1;
+      for (int64_t d : shape) count *= size_t(d);
+      storage->resize(count);
+      kernel.half_to_float(static_cast<const uint16_t*>(out->data), storage->data(), count);
+      out->data = storage->data();
+    }
+    return true;
+  }
+
+ private:
+  bool ElementType(size_t index, const char* what, ONNXTensorElementDataType* type, std::string* error) const {
     int is_constant = 0;
     Ort::ConstValue value = ki_.GetTensorConstantInput(index, &is_constant);
     if (!is_constant || value == nullptr) {
       *error = Error(std::string(what) + " must be a constant initializer (it is read once at session creation)");
       return false;
     }
-    auto info = value.GetTensorTypeAndShapeInfo();
-    if (info.GetElementType() != type) {
-      *error = Error(std::string(what) + " has the wrong element type (" + std::to_string(info.GetElementType()) +
-                     ", expected " + std::to_string(type) + ")");
-      return false;
-    }
-    const Shape actual = info.GetShape();
+    *type = value.GetTensorTypeAndShapeInfo().GetElementType();
+    return true;
+  }
+
+  // The constant input `index` (its type already checked) with exactly `shape`.
+  bool ReadChecked(size_t index, const char* what, const Shape& shape, ConstantInput* out, std::string* error) const {
+    int is_constant = 0;
+    Ort::ConstValue value = ki_.GetTensorConstantInput(index, &is_constant);
+    const Shape actual = value.GetTensorTypeAndShapeInfo().GetShape();
     if (actual != shape) {
       *error = Error(std::string(what) + " has shape " + ShapeText(actual) + ", expected " + ShapeText(shape));
       return false;
@@ -72,7 +111,6 @@ class NodeReader {
     return true;
   }
 
- private:
   const OrtApi& api_;
   const OrtKernelInfo* info_;
   Ort::ConstKernelInfo ki_;
@@ -97,6 +135,7 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
     return nullptr;
   }
   ConstantInput planes, scales, zero_points, offsets;
+  ConvertedParams converted;  // fp16 scales or offsets as float (the LutGemm keeps them)
   const Shape per_group{geo.N, geo.n_groups};
   if (!node.HasInput(kPackedWeights) || !node.HasInput(kScales)) {
     *error = node.Error("packed_weights and scales inputs are required");
@@ -104,10 +143,10 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
   }
   if (!node.ReadConstant(kPackedWeights, "packed_weights", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8,
                          {geo.n_tiles, geo.k_steps, geo.step_bytes()}, &planes, error) ||
-      !node.ReadConstant(kScales, "scales", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, per_group, &scales, error) ||
+      !node.ReadFloats(kScales, "scales", per_group, kernel, &converted.scales, &scales, error) ||
       !node.ReadConstant(kZeroPoints, "zero_points", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, per_group, &zero_points,
                          error) ||
-      !node.ReadConstant(kOffsets, "offsets", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, per_group, &offsets, error))
+      !node.ReadFloats(kOffsets, "offsets", per_group, kernel, &converted.offsets, &offsets, error))
     return nullptr;
   if (zero_points.present && offsets.present) {
     *error = node.Error("give zero_points or offsets, not both");
@@ -135,7 +174,8 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
     }
   }
   QuantParams quant{scale_data, static_cast<const uint8_t*>(zero_points.data), offset_data};
-  return std::make_unique<LutGemm>(geo, static_cast<const uint8_t*>(planes.data), quant, kernel);
+  return std::make_unique<LutGemm>(geo, static_cast<const uint8_t*>(planes.data), quant, kernel,
+                                   std::move(converted));
 }
 
 OrtStatusPtr MakeStatus(OrtErrorCode code, const std::string& message) {
@@ -156,7 +196,8 @@ ONNXTensorElementDataType LutGemmOp<T>::GetInputType(size_t index) const {
     case kBias: return ElementType();
     case kPackedWeights:
     case kZeroPoints: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
-    default: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    // float or float16 (checked at kernel creation): UNDEFINED lets ORT take either
+    default: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
   }
 }
 
