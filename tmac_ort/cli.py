@@ -92,7 +92,8 @@ def _inspect(args) -> int:
 def _verify(args) -> int:
     from .verify import verify
 
-    return verify(Path(args.original), Path(args.rewritten), threads=args.threads)
+    return verify(Path(args.original), Path(args.rewritten), threads=args.threads, text=args.text, tokens=args.tokens,
+                  context=args.context, tolerance=args.tolerance)
 
 
 def _demo(args) -> int:
@@ -134,10 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("model")
     ins.set_defaults(func=_inspect)
 
-    ver = sub.add_parser("verify", help="run original and rewritten models on the same inputs, report errors")
-    ver.add_argument("original")
-    ver.add_argument("rewritten")
-    ver.add_argument("--threads", type=int, default=1)
+    ver = sub.add_parser("verify", help="compare original and rewritten models: perplexity, KL divergence and "
+                                        "top-1 agreement for language models, output errors otherwise")
+    ver.add_argument("original", help="the model before rewriting")
+    ver.add_argument("rewritten", help="the rewritten model")
+    ver.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    ver.add_argument("--text", type=Path, help="language models: a text file to evaluate on "
+                                               "(default: Python's pydoc_data.topics)")
+    ver.add_argument("--tokens", type=int, default=1024, help="language models: tokens of the text (default 1024)")
+    ver.add_argument("--context", type=int, default=256, help="language models: tokens per window (default 256)")
+    ver.add_argument("--tolerance", type=float, help="exit 1 when the mean KL divergence (language models, "
+                                                     "nats/token) or the largest output NMSE exceeds it")
     ver.set_defaults(func=_verify)
 
     demo = sub.add_parser("demo", help="a LutGemm layer at 1-4 bits against the references")

