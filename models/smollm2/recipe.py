@@ -252,7 +252,7 @@ def stage_refresh_libraries(work: Path) -> None:
 
 STAGES = {
     "refresh-libraries": stage_refresh_libraries,
-    "quality-build": stage_quality_build,
+    "quality-build": lambda w: stage_quality_build(w),  # (defined with the quality table below)
     "hf": stage_hf,
     "hf-random": stage_random_llama,
     "optimum-export": stage_optimum_export,
