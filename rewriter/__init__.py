@@ -13,7 +13,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common as common_passes
 from onnxscript.rewriter import pattern
 
-from tmac_ort import DOMAIN, OPSET_VERSION
+from tmac_ort import DOMAIN, OP_TYPE, OPSET_VERSION
 
 from .common import RewriteOptions, RewriteReport
 from .dequantize_matmul import DequantizeLinearMatMulToLutGemm
@@ -30,8 +30,28 @@ def _op_counts(model: ir.Model) -> Counter:
     )
 
 
+# the ops a rule starts from (a DequantizeLinear -> MatMul is counted by its MatMul)
+CANDIDATE_OPS = ("MatMul", "Gemm", "MatMulNBits")
+
+
+def count_candidates(model: ir.Model) -> int:
+    """Nodes that a rule may convert: the total of a progress bar."""
+    return sum(node.op_type in CANDIDATE_OPS for node in ir.traversal.RecursiveGraphIterator(model.graph))
+
+
+def _lut_gemm_storage(model: ir.Model) -> tuple[int, int]:
+    """(K * N, bytes of the weight inputs) summed over the LutGemm nodes."""
+    weights = stored = 0
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        if node.domain == DOMAIN and node.op_type == OP_TYPE:
+            weights += node.attributes["K"].value * node.attributes["N"].value
+            stored += sum(v.const_value.nbytes for v in node.inputs[1:5] if v is not None and v.const_value is not None)
+    return weights, stored
+
+
 def rewrite_model(model: ir.Model, options: RewriteOptions | None = None, progress=None) -> RewriteReport:
-    """Replaces every supported MatMul pattern of `model` (in place) by LutGemm."""
+    """Replaces every supported MatMul pattern of `model` (in place) by LutGemm; `progress`, if
+    given, is called with each converted node's name."""
     options = options or RewriteOptions()
     report = RewriteReport(ops_before=_op_counts(model))
     rules = [rule_class.rule(options, report, progress) for rule_class in RULES if rule_class.enabled(options)]
@@ -41,7 +61,11 @@ def rewrite_model(model: ir.Model, options: RewriteOptions | None = None, progre
     if report.converted:
         model.opset_imports[DOMAIN] = OPSET_VERSION
     report.ops_after = _op_counts(model)
+    report.lut_gemm_weights, report.lut_gemm_bytes = _lut_gemm_storage(model)
     return report
 
 
-__all__ = ["RewriteOptions", "RewriteReport", "rewrite_model", "RULES"]
+# pattern names of the rules that keep a quantised source's numbers
+SOURCE_QUANTIZED_PATTERNS = tuple(rule.pattern_name for rule in RULES if rule.keeps_source_quantization)
+
+__all__ = ["RewriteOptions", "RewriteReport", "rewrite_model", "count_candidates", "RULES"]

@@ -74,7 +74,13 @@ class RewriteReport:
     skipped: dict[str, tuple[str, str]] = field(default_factory=dict)  # node -> (pattern, reason)
     ops_before: Counter = field(default_factory=Counter)
     ops_after: Counter = field(default_factory=Counter)
-    details: list[tuple[str, str, int, int, int, int]] = field(default_factory=list)  # name, pattern, K, N, bits, group
+    kept_source_quantization: int = 0  # converted nodes whose source was quantised (lossless)
+    lut_gemm_weights: int = 0  # K * N summed over the model's LutGemm nodes
+    lut_gemm_bytes: int = 0  # their packed planes, scales, zero points and offsets
+
+    @property
+    def bits_per_weight(self) -> float | None:
+        return 8 * self.lut_gemm_bytes / self.lut_gemm_weights if self.lut_gemm_weights else None
 
     def skip(self, node: ir.Node, pattern_name: str, reason: str):
         # the first rule to skip a node is the most specific (RULES order): a later, more
@@ -82,10 +88,10 @@ class RewriteReport:
         self.skipped.setdefault(node.name or f"<unnamed {node.op_type}>", (pattern_name, reason))
         return pattern.MatchResult().fail(reason)
 
-    def add(self, node: ir.Node, pattern_name: str, w: QuantizedWeight):
+    def add(self, node: ir.Node, pattern_name: str, kept_source_quantization: bool):
         self.converted[pattern_name] += 1
+        self.kept_source_quantization += kept_source_quantization
         self.skipped.pop(node.name, None)
-        self.details.append((node.name, pattern_name, w.K, w.N, w.bits, w.group_size))
 
 
 def constant_array(value: ir.Value | None) -> np.ndarray | None:
@@ -112,6 +118,7 @@ class LutGemmRule(pattern.RewriteRuleClassBase):
 
     pattern_name = ""
     option_key = ""
+    keeps_source_quantization = True  # False where the rule quantises float weights itself
 
     def __init__(self, options: RewriteOptions, report: RewriteReport, progress=None):
         super().__init__(name=self.pattern_name)
@@ -131,7 +138,7 @@ class LutGemmRule(pattern.RewriteRuleClassBase):
     def rewrite(self, op, a, **_):
         node, w, bias = self._pending
         self._pending = None
-        self.report.add(node, self.pattern_name, w)
+        self.report.add(node, self.pattern_name, self.keeps_source_quantization)
         if self.progress is not None:
             self.progress(node.name)
         y = emit_lut_gemm(op, a, w, node.name or "lut_gemm", bias)

@@ -29,6 +29,7 @@ def exact_ternary(w_nk: np.ndarray) -> QuantizedWeight | None:
 class FloatMatMulToLutGemm(LutGemmRule):
     pattern_name = "MatMul (float)"
     option_key = "float"
+    keeps_source_quantization = False
 
     def pattern(self, op, a, w):
         return op.MatMul(a, w)

@@ -17,11 +17,40 @@ def _parse_bits_for(items: list[str]) -> dict[str, int]:
     return out
 
 
+# where float weights are quantised here; None = not given (the defaults are below)
+QUANTIZATION_FLAGS = {"bits": "--bits", "group_size": "--group-size", "method": "--method"}
+
+
 def _options(args):
+    from .quantize import DEFAULT_METHOD
     from .rewriter import RewriteOptions
 
-    return RewriteOptions(bits=args.bits, group_size=args.group_size, symmetric=args.symmetric, method=args.method,
-                          include=args.include, exclude=args.exclude, bits_for=_parse_bits_for(args.bits_for))
+    given = lambda value, default: default if value is None else value  # noqa: E731
+    return RewriteOptions(bits=given(args.bits, 4), group_size=given(args.group_size, 128), symmetric=args.symmetric,
+                          method=given(args.method, DEFAULT_METHOD), include=args.include, exclude=args.exclude,
+                          bits_for=_parse_bits_for(args.bits_for))
+
+
+class ProgressBar:
+    """A tqdm bar per model on a terminal (stderr), with the total and an ETA; silent when
+    stderr is not a terminal (tqdm's disable=None)."""
+
+    def __init__(self):
+        self.bar = None
+
+    def start(self, model_name: str, candidates: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=candidates, desc=f"rewriting {model_name}", unit="matmul", file=sys.stderr,
+                        disable=None, leave=False, dynamic_ncols=True)
+
+    def advance(self, node_name: str) -> None:
+        self.bar.update(1)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _print_report(name: str, report, verbose: bool = False) -> None:
@@ -41,6 +70,18 @@ def _print_report(name: str, report, verbose: bool = False) -> None:
     changed = [op for op in ops if report.ops_before[op] != report.ops_after[op]]
     for op in changed:
         print(f"  op {op:28s} {report.ops_before[op]:5d} -> {report.ops_after[op]:5d}")
+    if report.bits_per_weight is not None:
+        print(f"  LutGemm weights: {report.lut_gemm_weights / 1e6:.1f} M at {report.bits_per_weight:.2f} bits per weight "
+              "(planes, scales, zero points, offsets)")
+
+
+def _warn_unused_quantization_flags(args, reports) -> None:
+    """--bits / --group-size / --method quantise float weights; a quantised source keeps its own."""
+    given = [flag for key, flag in QUANTIZATION_FLAGS.items() if getattr(args, key) is not None]
+    kept = sum(r.kept_source_quantization for r in reports.values())
+    if given and kept:
+        print(f"note: {', '.join(given)} apply to float weights only; {kept} already quantised node(s) kept their "
+              "own quantisation (converted losslessly)", file=sys.stderr)
 
 
 def _rewrite(args) -> int:
@@ -50,29 +91,21 @@ def _rewrite(args) -> int:
     options = _options(args)
     for stale in convert.remove_stale_temporaries(dst.parent if not dst.is_dir() or src.is_dir() else dst):
         print(f"removed {stale}: left by an interrupted rewrite", file=sys.stderr)
-    done = [0]
-
-    def progress(node_name):
-        done[0] += 1
-        if sys.stderr.isatty():
-            print(f"\r  converting... {done[0]} nodes ({node_name[:40]})".ljust(78), end="", file=sys.stderr)
-
+    progress = ProgressBar()
     try:
         if src.is_dir():
-            reports = convert.rewrite_folder(src, dst, options, args.dry_run, progress)
+            reports = convert.rewrite_folder(src, dst, options, args.dry_run, progress, overwrite=args.force)
         else:
             if dst.is_dir():
                 dst = dst / src.name
-            reports = {src.name: convert.rewrite_file(src, dst, options, args.dry_run, progress)}
+            reports = {src.name: convert.rewrite_file(src, dst, options, args.dry_run, progress, overwrite=args.force)}
     except convert.NothingConverted as e:  # say why every candidate was skipped, then fail
         for name, report in e.reports.items():
             _print_report(name, report, args.verbose)
         raise
-    finally:
-        if sys.stderr.isatty():
-            print("\r".ljust(79) + "\r", end="", file=sys.stderr)
     for name, report in reports.items():
         _print_report(name, report, args.verbose)
+    _warn_unused_quantization_flags(args, reports)
     if args.dry_run:
         print("dry run: nothing written")
     else:
@@ -113,9 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     rw = sub.add_parser("rewrite", help="replace quantised/float MatMuls by com.tmac.LutGemm")
     rw.add_argument("input", help="model.onnx, or a folder (onnxruntime-genai or Optimum export)")
     rw.add_argument("-o", "--output", required=True, help="output model file or (for a folder input) new folder")
-    rw.add_argument("--bits", type=int, default=4, help="bits for float weights (1-4, default 4)")
-    rw.add_argument("--group-size", type=int, default=128, help="group size for float weights (-1: whole row)")
-    rw.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+    rw.add_argument("--bits", type=int, help="bits for float weights (1-4, default 4); quantised sources keep theirs")
+    rw.add_argument("--group-size", type=int, help="group size for float weights (default 128; -1: whole rows)")
+    rw.add_argument("--method", choices=METHODS,
                     help=f"how float weights are quantised: mse = least-squares scale and offset per group "
                          f"(better at every bit width, docs/quality.md), rtn = round to nearest "
                          f"(default {DEFAULT_METHOD})")
@@ -129,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     rw.add_argument("--verbose", action="store_true", help="list every skipped node")
     rw.add_argument("--bits-for", action="append", default=[], metavar="REGEX=BITS", help="mixed precision by node name")
     rw.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+    rw.add_argument("--force", action="store_true", help="replace an existing output file or folder")
     rw.set_defaults(func=_rewrite)
 
     ins = sub.add_parser("inspect", help="what is quantised how in a model")

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 import onnx_ir as ir
 
@@ -125,15 +126,40 @@ def _default_permissions(folder: Path) -> None:
     folder.chmod(0o777 & ~umask)
 
 
-def rewrite_file(src: Path, dst: Path, options=None, dry_run: bool = False, progress=None,
-                 allow_unchanged: bool = False):
-    from tmac_ort.rewriter import rewrite_model
+class Progress(Protocol):
+    """What rewrite_file and rewrite_folder report progress to (the CLI's bar)."""
+
+    def start(self, model_name: str, candidates: int) -> None: ...
+
+    def advance(self, node_name: str) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def refuse_existing(dst: Path, overwrite: bool) -> None:
+    """The one rule for outputs, files and folders alike: an existing one is replaced only when
+    asked (--force)."""
+    if dst.exists() and not overwrite:
+        raise ValueError(f"{dst} exists; give another output path, or --force to replace it")
+
+
+def rewrite_file(src: Path, dst: Path, options=None, dry_run: bool = False, progress: Progress | None = None,
+                 allow_unchanged: bool = False, overwrite: bool = False):
+    from tmac_ort.rewriter import count_candidates, rewrite_model
 
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
         raise ValueError("refusing to overwrite the input model; give another output path")
+    if not dry_run:
+        refuse_existing(dst, overwrite)
     model = load_model(src)
-    report = rewrite_model(model, options, progress)
+    if progress is not None:
+        progress.start(src.name, count_candidates(model))
+    try:
+        report = rewrite_model(model, options, progress.advance if progress is not None else None)
+    finally:
+        if progress is not None:
+            progress.finish()
     if not report.converted and not allow_unchanged:
         raise NothingConverted(src, {src.name: report})
     if not dry_run:
@@ -150,11 +176,28 @@ def register_in_genai_config(folder: Path, library_name: str) -> None:
     config_path.write_text(json.dumps(config, indent=4))
 
 
-def rewrite_folder(src: Path, dst: Path, options=None, dry_run: bool = False, progress=None):
+def _replace_folder(tmp: Path, dst: Path) -> None:
+    """Moves the finished folder `tmp` to `dst`, replacing an existing `dst` (--force) only
+    once the new one is complete."""
+    if not dst.exists():
+        os.replace(tmp, dst)
+        return
+    old = _temporary_dir(dst.parent)
+    os.replace(dst, old / dst.name)
+    os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def rewrite_folder(src: Path, dst: Path, options=None, dry_run: bool = False, progress: Progress | None = None,
+                   overwrite: bool = False):
     """Rewrites every .onnx model of a folder (genai or Optimum export) into a new folder."""
     src, dst = Path(src), Path(dst)
-    if dst.exists():
-        raise ValueError(f"{dst} exists; give a new output folder")
+    if src.resolve() == dst.resolve():
+        raise ValueError("refusing to overwrite the input folder; give another output path")
+    if not dry_run:
+        refuse_existing(dst, overwrite)
+    if dst.exists() and not dst.is_dir():
+        raise ValueError(f"{dst} is a file; the output of a folder is a folder")
     models = sorted(src.glob("*.onnx"))
     if not models:
         raise ValueError(f"{src}: no .onnx model in this folder")
@@ -179,7 +222,7 @@ def rewrite_folder(src: Path, dst: Path, options=None, dry_run: bool = False, pr
                 # folder keeps working after a move
                 register_in_genai_config(tmp, library.name)
             _default_permissions(tmp)
-            os.replace(tmp, dst)
+            _replace_folder(tmp, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return reports

@@ -1,29 +1,81 @@
-"""`tmac-ort inspect`: the quantised layers of a model."""
+"""`tmac-ort inspect`: the matmul layers of a model (or of every model in a folder), how each
+is quantised and what it stores per weight."""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
 
+import onnx_ir as ir
+
+from . import OP_TYPE
 from .convert import load_model, model_size
 
 
-def describe(path: Path) -> str:
+def _stored_bits(node: ir.Node, inputs: range, weights: int) -> float | None:
+    """Bits per weight of the node's constant inputs in `inputs` (planes/blocks, scales, ...)."""
+    values = [node.inputs[i] for i in inputs if i < len(node.inputs) and node.inputs[i] is not None]
+    if not weights or any(v.const_value is None for v in values):
+        return None
+    return 8 * sum(v.const_value.nbytes for v in values) / weights
+
+
+def _ints(node: ir.Node) -> dict[str, int]:
+    return {k: v.value for k, v in node.attributes.items() if isinstance(v.value, int)}
+
+
+def layer_row(node: ir.Node) -> tuple | None:
+    """(name, kind, bits, group, K, N, bits per weight) of a matmul layer, or None."""
+    a = _ints(node)
+    if node.op_type == OP_TYPE:
+        K, N = a.get("K"), a.get("N")
+        return node.name, OP_TYPE, a.get("bits"), a.get("group_size"), K, N, _stored_bits(node, range(1, 5), K * N)
+    if node.op_type == "MatMulNBits":
+        K, N = a.get("K"), a.get("N")
+        return node.name, "MatMulNBits", a.get("bits"), a.get("block_size"), K, N, _stored_bits(node, range(1, 4), K * N)
+    if node.op_type not in ("MatMul", "Gemm") or len(node.inputs) < 2 or node.inputs[1] is None:
+        return None
+    weight = node.inputs[1]
+    producer = weight.producer()
+    if producer is not None and producer.op_type == "DequantizeLinear" and producer.inputs[0].const_value is not None:
+        q = producer.inputs[0].const_value
+        K, N = q.shape[0], q.shape[-1]
+        block = _ints(producer).get("block_size") or None
+        bits = q.dtype.bitwidth
+        return (node.name, f"DequantizeLinear {q.dtype.name.lower()}", bits, block, K, N,
+                _stored_bits(producer, range(0, 3), K * N))
+    if weight.const_value is not None and len(weight.const_value.shape) == 2:
+        K, N = weight.const_value.shape
+        if node.op_type == "Gemm" and a.get("transB"):
+            K, N = N, K
+        return node.name, f"{node.op_type} {weight.const_value.dtype.name.lower()}", None, None, K, N, None
+    return None
+
+
+def describe_model(path: Path) -> str:
     model = load_model(path)
     rows, ops = [], Counter()
-    for node in model.graph.all_nodes():
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
         ops[node.op_type] += 1
-        a = {k: v.value for k, v in node.attributes.items() if isinstance(v.value, int)}
-        if node.op_type == "LutGemm":
-            rows.append((node.name, "LutGemm", a.get("bits"), a.get("group_size"), a.get("K"), a.get("N")))
-        elif node.op_type == "MatMulNBits":
-            rows.append((node.name, "MatMulNBits", a.get("bits"), a.get("block_size"), a.get("K"), a.get("N")))
-        elif node.op_type == "MatMul" and node.inputs[1] is not None and node.inputs[1].const_value is not None:
-            shape = node.inputs[1].const_value.shape
-            rows.append((node.name, f"MatMul {node.inputs[1].const_value.dtype.name}", None, None, shape[0], shape[-1]))
+        if (row := layer_row(node)) is not None:
+            rows.append(row)
+    width = max([4, *(len(r[0] or "") for r in rows)])
     lines = [f"{path}: {model_size(path) / 1e6:.1f} MB, {sum(ops.values())} nodes"]
-    lines.append(f"  {'node':40s} {'kind':18s} {'bits':>4} {'group':>6} {'K':>6} {'N':>7}")
-    for name, kind, bits, group, K, N in rows:
-        lines.append(f"  {name[:40]:40s} {kind:18s} {bits or '-':>4} {group or '-':>6} {K:>6} {N:>7}")
+    if rows:
+        lines.append(f"  {'node':{width}s}  {'kind':22s} {'bits':>4} {'group':>6} {'K':>6} {'N':>7} {'bits/weight':>11}")
+    for name, kind, bits, group, K, N, per_weight in rows:
+        stored = "-" if per_weight is None else f"{per_weight:.2f}"
+        lines.append(f"  {name or '-':{width}s}  {kind:22s} {bits or '-':>4} {group or '-':>6} {K:>6} {N:>7} {stored:>11}")
     lines.append("  op types: " + ", ".join(f"{k} {v}" for k, v in ops.most_common()))
     return "\n".join(lines)
+
+
+def describe(path: Path) -> str:
+    """One model, or every .onnx model of a folder (onnxruntime-genai, Optimum)."""
+    path = Path(path)
+    if path.is_dir():
+        models = sorted(path.glob("*.onnx"))
+        if not models:
+            raise ValueError(f"{path}: no .onnx model in this folder")
+        return "\n\n".join(describe_model(m) for m in models)
+    return describe_model(path)

@@ -1,0 +1,117 @@
+"""What CLI users expect of `tmac-ort rewrite` and `inspect`: one rule for existing outputs,
+a progress bar, a summary with bits per weight, a note when quantisation flags cannot apply,
+inspect on folders and QDQ models with full names."""
+
+import io
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from tmac_ort import cli, packing, quantize
+from test_rewriter import dq_matmul_model, float_model, matmul_nbits_model
+
+
+@pytest.fixture
+def float_file(tmp_path, rng):
+    src = tmp_path / "m.onnx"
+    src.write_bytes(float_model({"fc": rng.standard_normal((256, 64)).astype(np.float32)}).SerializeToString())
+    return src
+
+
+@pytest.fixture
+def genai_folder(tmp_path, rng):
+    folder = tmp_path / "genai"
+    folder.mkdir()
+    qw = packing.quantize_rtn(rng.standard_normal((64, 256)).astype(np.float32), 4, 32)
+    (folder / "model.onnx").write_bytes(matmul_nbits_model(qw, name="a_layer_with_a_name_longer_than_forty_characters")
+                                        .SerializeToString())
+    (folder / "genai_config.json").write_text(json.dumps({"model": {"decoder": {"session_options": {}}}}))
+    return folder
+
+
+def test_an_existing_output_file_is_refused_unless_forced(tmp_path, float_file, capsys):
+    out = tmp_path / "out.onnx"
+    out.write_bytes(b"the user's file")
+    assert cli.main(["rewrite", str(float_file), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "exists; give another output path, or --force to replace it" in err
+    assert out.read_bytes() == b"the user's file"
+    assert cli.main(["rewrite", str(float_file), "-o", str(out), "--force"]) == 0
+    assert [n.op_type for n in onnx.load(out).graph.node] == ["LutGemm"]
+
+
+def test_an_existing_output_folder_is_refused_unless_forced(tmp_path, genai_folder, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert cli.main(["rewrite", str(genai_folder), "-o", str(out)]) == 1
+    assert "--force to replace it" in capsys.readouterr().err and (out / "keep.txt").exists()
+    assert cli.main(["rewrite", str(genai_folder), "-o", str(out), "--force"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["genai_config.json", "libtmac_ort_ops.so", "model.onnx"]
+    assert not list(tmp_path.glob(".tmac-*"))  # the replaced folder is gone, no temporary left
+    assert cli.main(["rewrite", str(genai_folder), "-o", str(genai_folder), "--force"]) == 1
+    assert "refusing to overwrite the input folder" in capsys.readouterr().err
+
+
+def test_the_summary_gives_bits_per_weight(tmp_path, float_file, capsys):
+    assert cli.main(["rewrite", str(float_file), "-o", str(tmp_path / "o.onnx"), "--bits", "2", "--group-size", "32"]) == 0
+    # 2-bit planes + fp16 scale and offset per 32 weights ("mse": exact fp16 numbers)
+    assert "LutGemm weights: 0.0 M at 3.00 bits per weight" in capsys.readouterr().out
+
+
+def test_quantisation_flags_on_a_quantised_source_say_they_do_not_apply(tmp_path, genai_folder, capsys):
+    assert cli.main(["rewrite", str(genai_folder / "model.onnx"), "-o", str(tmp_path / "o.onnx"), "--bits", "2",
+                     "--method", "rtn"]) == 0
+    err = capsys.readouterr().err
+    assert "note: --bits, --method apply to float weights only; 1 already quantised node(s) kept their own" in err
+    assert {a.name: a.i for a in onnx.load(tmp_path / "o.onnx").graph.node[0].attribute}["bits"] == 4
+    assert cli.main(["rewrite", str(genai_folder / "model.onnx"), "-o", str(tmp_path / "p.onnx")]) == 0
+    assert "note:" not in capsys.readouterr().err  # no flag given, nothing to say
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_progress_bar_on_a_terminal_only(tmp_path, float_file, monkeypatch, capsys):
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert cli.main(["rewrite", str(float_file), "-o", str(tmp_path / "a.onnx")]) == 0
+    assert "rewriting m.onnx" in terminal.getvalue() and "/1 [" in terminal.getvalue()  # the total, then ETA
+    monkeypatch.undo()
+    assert cli.main(["rewrite", str(float_file), "-o", str(tmp_path / "b.onnx")]) == 0
+    assert "rewriting" not in capsys.readouterr().err  # a log file gets no bar
+
+
+def test_inspect_a_folder_with_full_names(genai_folder, capsys):
+    assert cli.main(["inspect", str(genai_folder)]) == 0
+    out = capsys.readouterr().out
+    assert "model.onnx" in out and "a_layer_with_a_name_longer_than_forty_characters" in out
+    assert "MatMulNBits" in out
+
+
+def test_inspect_a_qdq_model(tmp_path, rng, capsys):
+    q = rng.integers(0, 16, (256, 64)).astype(np.uint8)
+    scale = rng.uniform(0.01, 0.1, (8, 64)).astype(np.float32)
+    path = tmp_path / "qdq.onnx"
+    path.write_bytes(dq_matmul_model(q, scale, np.full((8, 64), 8, np.uint8), "uint4", 32).SerializeToString())
+    assert cli.main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "DequantizeLinear uint4" in out and "32" in out and "256" in out
+
+
+def test_inspect_reports_lut_gemm_bits_per_weight(tmp_path, float_file, capsys):
+    out = tmp_path / "o.onnx"
+    assert cli.main(["rewrite", str(float_file), "-o", str(out), "--bits", "1", "--group-size", "32"]) == 0
+    capsys.readouterr()
+    assert cli.main(["inspect", str(out)]) == 0
+    assert "2.00" in capsys.readouterr().out  # bits per weight of the 1-bit layer (mse: fp16 scale and offset)
+
+
+def test_inspect_a_missing_path_is_one_line(tmp_path, capsys):
+    assert cli.main(["inspect", str(tmp_path / "nothing")]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+
