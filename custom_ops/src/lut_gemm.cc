@@ -35,13 +35,35 @@ std::vector<uint16_t> ToFp16Channels(const Geometry& g, const float* values, con
 
 }  // namespace
 
-LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant,
-                 const KernelOps& kernel, ConvertedParams converted)
-    : converted_(std::move(converted)), quant_(quant), nibble_positions_(NibblePositions(int(geo.bits))),
-      kernel_(kernel) {
+std::vector<float> ToFloats(const GroupValues& values, size_t count, const KernelOps& kernel) {
+  std::vector<float> out(values.present() ? count : 0);
+  if (!values.present()) return out;
+  if (values.half) {
+    kernel.half_to_float(static_cast<const uint16_t*>(values.data), out.data(), count);
+  } else {
+    const auto* data = static_cast<const float*>(values.data);
+    std::copy(data, data + count, out.begin());
+  }
+  return out;
+}
+
+float LutGemm::ValueAt(const GroupValues& values, size_t i) const {
+  if (!values.half) return static_cast<const float*>(values.data)[i];
+  float value = 0.f;
+  kernel_.half_to_float(static_cast<const uint16_t*>(values.data) + i, &value, 1);
+  return value;
+}
+
+LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant, const KernelOps& kernel)
+    : quant_(quant), nibble_positions_(NibblePositions(int(geo.bits))), kernel_(kernel) {
   weights_.geo = geo;
   weights_.planes = planes;
   const size_t per_group = size_t(geo.N) * geo.n_groups;
+  // Float copies for the preparation only: the kernel keeps fp16 units, the session the file's
+  // values.  (Keeping float copies of fp16 scales and offsets cost 0.25 bytes per weight at
+  // group 32: loading a 4-bit Llama-shaped model took 1.8x its file size, benchmarks/memory.py.)
+  const std::vector<float> scales = ToFloats(quant.scales, per_group, kernel);
+  const std::vector<float> offsets = ToFloats(quant.offsets, per_group, kernel);
   std::vector<float> constant(per_group);
   // The kernels compute sum_k a_k q_k from +-1 planes: q = sum_i 2^i (s_i + 1) / 2, which
   // leaves (2^bits - 1) / 2 * sum_k a_k; fold it with the zero point or offset into one term.
@@ -49,10 +71,10 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
   const float default_zero = float(1 << (geo.bits - 1));
   bool symmetric = true;  // every zero point the default (see PreparedWeights::symmetric)
   for (size_t i = 0; i < per_group; ++i) {
-    const float s = quant.scales[i];
-    if (quant.offsets) {
+    const float s = scales[i];
+    if (!offsets.empty()) {
       symmetric = false;
-      constant[i] = s * mid + quant.offsets[i];
+      constant[i] = s * mid + offsets[i];
     } else {
       const float zero = quant.zero_points ? float(quant.zero_points[i]) : default_zero;
       symmetric = symmetric && zero == default_zero;
@@ -68,13 +90,13 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
     float max_abs = 0.f;
     for (int64_t grp = 0; grp < geo.n_groups; ++grp) {
       const size_t i = size_t(n * geo.n_groups + grp);
-      max_abs = std::max(max_abs, std::fabs(quant.scales[i]));
+      max_abs = std::max(max_abs, std::fabs(scales[i]));
       if (!symmetric) max_abs = std::max(max_abs, std::fabs(constant[i]));
     }
     exponent[n] = ChannelExponent(max_abs);
     weights_.channel_scale[n] = std::ldexp(1.0, exponent[n]);
   }
-  weights_.scale = ToFp16Channels(geo, quant.scales, exponent, kernel);
+  weights_.scale = ToFp16Channels(geo, scales.data(), exponent, kernel);
   if (!symmetric) weights_.constant = ToFp16Channels(geo, constant.data(), exponent, kernel);
 }
 
@@ -82,8 +104,8 @@ float LutGemm::Dequantized(int64_t n, int64_t k) const {
   const Geometry& g = weights_.geo;
   const int q = QuantAt(g, weights_.planes, nibble_positions_, n, k);
   const size_t i = size_t(n * g.n_groups + k / g.group_size);
-  const float s = quant_.scales[i];
-  if (quant_.offsets) return s * float(q) + quant_.offsets[i];
+  const float s = ValueAt(quant_.scales, i);
+  if (quant_.offsets.present()) return s * float(q) + ValueAt(quant_.offsets, i);
   const float zero = quant_.zero_points ? float(quant_.zero_points[i]) : float(1 << (g.bits - 1));
   return s * (float(q) - zero);
 }

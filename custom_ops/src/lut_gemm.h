@@ -14,26 +14,29 @@ namespace tmac {
 // Runs body(i) for i in [0, count), possibly in parallel.
 using ParallelRunner = std::function<void(size_t count, const std::function<void(size_t)>& body)>;
 
-// The quantisation parameters of one weight, as the op's inputs give them (the session's
-// initializers: they outlive the LutGemm).
-struct QuantParams {
-  const float* scales = nullptr;         // [N, n_groups]
-  const uint8_t* zero_points = nullptr;  // [N, n_groups] or null
-  const float* offsets = nullptr;        // [N, n_groups] or null (w = s*q + offset)
+// Per-group float values of a constant input as the file stores them: float32 or fp16.
+struct GroupValues {
+  const void* data = nullptr;
+  bool half = false;
+  bool present() const { return data != nullptr; }
 };
 
-// Scales or offsets that the file stores as fp16, converted to float once; `quant` points into
-// them, and the LutGemm keeps them (moving a vector keeps its buffer).
-struct ConvertedParams {
-  std::vector<float> scales, offsets;
+// The quantisation parameters of one weight, as the op's inputs give them (the session's
+// initializers: they outlive the LutGemm, which reads them in place and copies nothing).
+struct QuantParams {
+  GroupValues scales;                    // [N, n_groups]
+  const uint8_t* zero_points = nullptr;  // [N, n_groups] or null
+  GroupValues offsets;                   // [N, n_groups] or absent (w = s*q + offset)
 };
+
+// values[0, count) as float32, a temporary (fp16 values are converted by `kernel`); empty when
+// the values are absent.
+std::vector<float> ToFloats(const GroupValues& values, size_t count, const KernelOps& kernel);
 
 class LutGemm {
  public:
-  // `planes` and `quant` must outlive this object (they are the session's initializers, or
-  // `converted`, which it keeps).
-  LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant, const KernelOps& kernel,
-          ConvertedParams converted = {});
+  // `planes` and `quant` must outlive this object (they are the session's initializers).
+  LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant, const KernelOps& kernel);
 
   // Y[M, N] = A[M, K] * W^T (+ bias).  A, Y and bias are float32.
   void Run(const float* a, int64_t rows, const float* bias, float* y, const ParallelRunner& parallel) const;
@@ -47,8 +50,10 @@ class LutGemm {
   // y[n] += a[k] * w[n, k] for every k whose a[k] is NaN or infinite (see docs/packed-format.md).
   void AddNonFiniteTerms(const float* a, float* y) const;
 
+  // one per-group value (float32 or fp16 in the file) as float
+  float ValueAt(const GroupValues& values, size_t i) const;
+
   PreparedWeights weights_;
-  ConvertedParams converted_;
   QuantParams quant_;
   std::vector<NibblePosition> nibble_positions_;  // for Dequantized
   const KernelOps& kernel_;

@@ -61,11 +61,9 @@ class NodeReader {
     return ReadChecked(index, what, shape, out, error);
   }
 
-  // Reads a float or float16 constant as float: fp16 values are converted into `storage`
-  // (the file keeps scales and offsets as fp16 where that changes nothing the kernel
-  // computes: docs/packed-format.md).
-  bool ReadFloats(size_t index, const char* what, const Shape& shape, const KernelOps& kernel,
-                  std::vector<float>* storage, ConstantInput* out, std::string* error) const {
+  // Reads a float or float16 constant in place (the file keeps scales and offsets as fp16
+  // when they are exact fp16 numbers: docs/packed-format.md).
+  bool ReadFloats(size_t index, const char* what, const Shape& shape, GroupValues* out, std::string* error) const {
     if (!HasInput(index)) return true;
     ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
     if (!ElementType(index, what, &type, error)) return false;
@@ -74,14 +72,10 @@ class NodeReader {
                      ", expected float or float16)");
       return false;
     }
-    if (!ReadChecked(index, what, shape, out, error)) return false;
-    if (type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
-      size_t count = 1;
-      for (int64_t d : shape) count *= size_t(d);
-      storage->resize(count);
-      kernel.half_to_float(static_cast<const uint16_t*>(out->data), storage->data(), count);
-      out->data = storage->data();
-    }
+    ConstantInput constant;
+    if (!ReadChecked(index, what, shape, &constant, error)) return false;
+    out->data = constant.data;
+    out->half = type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
     return true;
   }
 
@@ -134,8 +128,8 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
                         ", bits=" + std::to_string(bits) + ", group_size=" + std::to_string(group_size) + ")");
     return nullptr;
   }
-  ConstantInput planes, scales, zero_points, offsets;
-  ConvertedParams converted;  // fp16 scales or offsets as float (the LutGemm keeps them)
+  ConstantInput planes, zero_points;
+  GroupValues scales, offsets;
   const Shape per_group{geo.N, geo.n_groups};
   if (!node.HasInput(kPackedWeights) || !node.HasInput(kScales)) {
     *error = node.Error("packed_weights and scales inputs are required");
@@ -143,12 +137,12 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
   }
   if (!node.ReadConstant(kPackedWeights, "packed_weights", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8,
                          {geo.n_tiles, geo.k_steps, geo.step_bytes()}, &planes, error) ||
-      !node.ReadFloats(kScales, "scales", per_group, kernel, &converted.scales, &scales, error) ||
+      !node.ReadFloats(kScales, "scales", per_group, &scales, error) ||
       !node.ReadConstant(kZeroPoints, "zero_points", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, per_group, &zero_points,
                          error) ||
-      !node.ReadFloats(kOffsets, "offsets", per_group, kernel, &converted.offsets, &offsets, error))
+      !node.ReadFloats(kOffsets, "offsets", per_group, &offsets, error))
     return nullptr;
-  if (zero_points.present && offsets.present) {
+  if (zero_points.present && offsets.present()) {
     *error = node.Error("give zero_points or offsets, not both");
     return nullptr;
   }
@@ -163,19 +157,20 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
   }
   // Finite scales and offsets are the op's contract (docs/packed-format.md): NaN and infinities
   // of a float product come from the activations only.
-  const auto* scale_data = static_cast<const float*>(scales.data);
-  const auto* offset_data = static_cast<const float*>(offsets.data);
-  for (int64_t i = 0; i < geo.N * geo.n_groups; ++i) {
-    if (!std::isfinite(scale_data[i]) || (offset_data && !std::isfinite(offset_data[i]))) {
-      *error = node.Error(std::string(std::isfinite(scale_data[i]) ? "offsets" : "scales") + " hold a NaN or an " +
+  const size_t count = size_t(geo.N * geo.n_groups);
+  const std::vector<float> scale_values = ToFloats(scales, count, kernel);  // (temporaries)
+  const std::vector<float> offset_values = ToFloats(offsets, count, kernel);
+  for (size_t i = 0; i < count; ++i) {
+    const bool scale_ok = std::isfinite(scale_values[i]);
+    if (!scale_ok || (!offset_values.empty() && !std::isfinite(offset_values[i]))) {
+      *error = node.Error(std::string(scale_ok ? "offsets" : "scales") + " hold a NaN or an " +
                           "infinity (channel " + std::to_string(i / geo.n_groups) + ", group " +
                           std::to_string(i % geo.n_groups) + ")");
       return nullptr;
     }
   }
-  QuantParams quant{scale_data, static_cast<const uint8_t*>(zero_points.data), offset_data};
-  return std::make_unique<LutGemm>(geo, static_cast<const uint8_t*>(planes.data), quant, kernel,
-                                   std::move(converted));
+  QuantParams quant{scales, static_cast<const uint8_t*>(zero_points.data), offsets};
+  return std::make_unique<LutGemm>(geo, static_cast<const uint8_t*>(planes.data), quant, kernel);
 }
 
 OrtStatusPtr MakeStatus(OrtErrorCode code, const std::string& message) {
