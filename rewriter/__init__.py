@@ -49,15 +49,39 @@ def _lut_gemm_storage(model: ir.Model) -> tuple[int, int]:
     return weights, stored
 
 
+def _weight_initializers(model: ir.Model) -> dict[str, list[ir.Value]]:
+    """The initializers each candidate node reads, directly or through its inputs' producers
+    (DequantizeLinear), by node name."""
+    found = {}
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        if node.op_type in CANDIDATE_OPS and node.name:
+            values = [v for v in node.inputs if v is not None and v.is_initializer()]
+            values += [v for x in node.inputs if x is not None and x.producer() is not None
+                       for v in x.producer().inputs if v is not None and v.is_initializer()]
+            found[node.name] = values
+    return found
+
+
+def _still_shared(model: ir.Model, report: RewriteReport, sources: dict[str, list[ir.Value]]) -> list:
+    """(node, initializer, bytes) for converted nodes whose source weight other nodes still read
+    (a tied embedding: onnxruntime-genai's GatherBlockQuantized reads the lm_head's blocks), so
+    the file keeps it beside the packed copy."""
+    kept = model.graph.initializers
+    return [(name, v.name, v.const_value.nbytes) for name in report.converted_nodes for v in sources.get(name, ())
+            if v.name in kept and kept[v.name] is v and v.const_value is not None and v.const_value.nbytes >= 1 << 20]
+
+
 def rewrite_model(model: ir.Model, options: RewriteOptions | None = None, progress=None) -> RewriteReport:
     """Replaces every supported MatMul pattern of `model` (in place) by LutGemm; `progress`, if
     given, is called with each converted node's name."""
     options = options or RewriteOptions()
     report = RewriteReport(ops_before=_op_counts(model))
+    sources = _weight_initializers(model)
     rules = [rule_class.rule(options, report, progress) for rule_class in RULES if rule_class.enabled(options)]
     pattern.RewriteRuleSet(rules).apply_to_model(model)
     common_passes.RemoveUnusedNodesPass()(model)
     common_passes.RemoveUnusedOpsetsPass()(model)
+    report.shared_weights = _still_shared(model, report, sources)
     if report.converted:
         model.opset_imports[DOMAIN] = OPSET_VERSION
     report.ops_after = _op_counts(model)

@@ -75,6 +75,8 @@ class RewriteReport:
     ops_before: Counter = field(default_factory=Counter)
     ops_after: Counter = field(default_factory=Counter)
     kept_source_quantization: int = 0  # converted nodes whose source was quantised (lossless)
+    converted_nodes: list[str] = field(default_factory=list)
+    shared_weights: list[tuple[str, str, int]] = field(default_factory=list)  # node, initializer, bytes kept
     lut_gemm_weights: int = 0  # K * N summed over the model's LutGemm nodes
     lut_gemm_bytes: int = 0  # their packed planes, scales, zero points and offsets
 
@@ -91,6 +93,7 @@ class RewriteReport:
     def add(self, node: ir.Node, pattern_name: str, kept_source_quantization: bool):
         self.converted[pattern_name] += 1
         self.kept_source_quantization += kept_source_quantization
+        self.converted_nodes.append(node.name)
         self.skipped.pop(node.name, None)
 
 

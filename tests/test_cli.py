@@ -115,3 +115,25 @@ def test_inspect_a_missing_path_is_one_line(tmp_path, capsys):
     assert cli.main(["inspect", str(tmp_path / "nothing")]) == 1
     assert capsys.readouterr().err.count("\n") == 1
 
+
+
+def test_a_source_weight_that_other_nodes_read_is_reported(tmp_path, rng, capsys):
+    """onnxruntime-genai ties the embedding to the lm_head's 4-bit blocks (GatherBlockQuantized):
+    the rewritten file keeps them beside the LutGemm planes, and says so."""
+    qw = packing.quantize_rtn(rng.standard_normal((2048, 1024)).astype(np.float32), 4, 32)
+    model = matmul_nbits_model(qw, name="lm_head")
+    blocks = model.graph.node[0].input[1]
+    model.graph.node.append(onnx.helper.make_node("Identity", [blocks], ["tied"], name="embedding"))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("tied", onnx.TensorProto.UINT8, None))
+    src = tmp_path / "m.onnx"
+    src.write_bytes(model.SerializeToString())
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert f"note: lm_head's source weight {blocks} (1.0 MB) is also read by other nodes" in out
+    assert blocks in {t.name for t in onnx.load(tmp_path / "o.onnx").graph.initializer}
+    # without the second reader, nothing is kept and nothing is said
+    plain = tmp_path / "plain.onnx"
+    plain.write_bytes(matmul_nbits_model(qw, name="lm_head").SerializeToString())
+    capsys.readouterr()
+    assert cli.main(["rewrite", str(plain), "-o", str(tmp_path / "q.onnx")]) == 0
+    assert "note:" not in capsys.readouterr().out
