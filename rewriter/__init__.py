@@ -50,14 +50,15 @@ def _lut_gemm_storage(model: ir.Model) -> tuple[int, int]:
 
 
 def _weight_initializers(model: ir.Model) -> dict[str, list[ir.Value]]:
-    """The initializers each candidate node reads, directly or through its inputs' producers
-    (DequantizeLinear), by node name."""
+    """The initializers each candidate node reads as its weight, directly or through a
+    DequantizeLinear, by node name."""
     found = {}
     for node in ir.traversal.RecursiveGraphIterator(model.graph):
-        if node.op_type in CANDIDATE_OPS and node.name:
-            values = [v for v in node.inputs if v is not None and v.is_initializer()]
-            values += [v for x in node.inputs if x is not None and x.producer() is not None
-                       for v in x.producer().inputs if v is not None and v.is_initializer()]
+        if node.op_type in CANDIDATE_OPS and node.name and len(node.inputs) > 1 and node.inputs[1] is not None:
+            values = [v for v in node.inputs[1:] if v is not None and v.is_initializer()]
+            producer = node.inputs[1].producer()
+            if producer is not None and producer.op_type == "DequantizeLinear":
+                values += [v for v in producer.inputs if v is not None and v.is_initializer()]
             found[node.name] = values
     return found
 

@@ -72,7 +72,7 @@ def _print_report(name: str, report, verbose: bool = False) -> None:
         print(f"  op {op:28s} {report.ops_before[op]:5d} -> {report.ops_after[op]:5d}")
     for node, initializer, size in report.shared_weights:
         print(f"  note: {node}'s source weight {initializer} ({size / 1e6:.1f} MB) is also read by other nodes (a tied "
-              f"embedding?), so the file keeps it beside the LutGemm copy; --exclude '{node}' keeps one copy")
+              f"embedding, for example), so the file keeps it beside the LutGemm copy; --exclude '{node}' keeps one copy")
     if report.bits_per_weight is not None:
         print(f"  LutGemm weights: {report.lut_gemm_weights / 1e6:.1f} M at {report.bits_per_weight:.2f} bits per weight "
               "(planes, scales, zero points, offsets)")
