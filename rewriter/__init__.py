@@ -2,7 +2,7 @@
 
 One onnxscript rewrite rule per source pattern (see the modules beside this one);
 `rewrite_model` applies them all to an onnx_ir model in place and reports what it did.
-Installed as `tmac_ort.rewriter`.
+Installed as `tmac_ort.rewriter` (the mapping is in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ from .dequantize_matmul import DequantizeLinearMatMulToLutGemm
 from .float_matmul import FloatGemmToLutGemm, FloatMatMulToLutGemm
 from .matmul_nbits import MatMulNBitsToLutGemm
 
+# Adding a source pattern: a rule file beside this one (a LutGemmRule with pattern() and
+# plan()), and its class here.  The order matters: the first rule to skip a node gives its
+# reason (the most specific first).
 RULES = (MatMulNBitsToLutGemm, DequantizeLinearMatMulToLutGemm, FloatMatMulToLutGemm, FloatGemmToLutGemm)
+PATTERN_KEYS = tuple(dict.fromkeys(rule.option_key for rule in RULES))
 
 
 def _op_counts(model: ir.Model) -> Counter:
@@ -76,6 +80,9 @@ def rewrite_model(model: ir.Model, options: RewriteOptions | None = None, progre
     """Replaces every supported MatMul pattern of `model` (in place) by LutGemm; `progress`, if
     given, is called with each converted node's name."""
     options = options or RewriteOptions()
+    unknown = set(options.patterns or ()) - set(PATTERN_KEYS)
+    if unknown:
+        raise ValueError(f"unknown source pattern(s) {sorted(unknown)}; choose from {', '.join(PATTERN_KEYS)}")
     report = RewriteReport(ops_before=_op_counts(model))
     sources = _weight_initializers(model)
     rules = [rule_class.rule(options, report, progress) for rule_class in RULES if rule_class.enabled(options)]
@@ -93,4 +100,4 @@ def rewrite_model(model: ir.Model, options: RewriteOptions | None = None, progre
 # pattern names of the rules that keep a quantised source's numbers
 SOURCE_QUANTIZED_PATTERNS = tuple(rule.pattern_name for rule in RULES if rule.keeps_source_quantization)
 
-__all__ = ["RewriteOptions", "RewriteReport", "rewrite_model", "count_candidates", "RULES"]
+__all__ = ["RewriteOptions", "RewriteReport", "rewrite_model", "count_candidates", "RULES", "PATTERN_KEYS"]

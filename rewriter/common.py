@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +26,8 @@ class RewriteOptions:
     DequantizeLinear sources keep their own quantisation, losslessly.
     include / exclude are regular expressions on node names (exclude wins);
     bits_for maps a node-name regex to the bit count for those nodes (mixed precision).
-    patterns selects the source patterns: any of "matmul_nbits", "dequantize_matmul", "float".
+    patterns selects the source patterns by the rules' option keys (rewriter.PATTERN_KEYS:
+    "matmul_nbits", "dequantize_matmul", "float"); None = all.
     """
 
     bits: int = 4
@@ -35,7 +37,7 @@ class RewriteOptions:
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     bits_for: dict[str, int] = field(default_factory=dict)
-    patterns: tuple[str, ...] = ("matmul_nbits", "dequantize_matmul", "float")
+    patterns: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.bits not in (1, 2, 3, 4):
@@ -116,8 +118,20 @@ def geometry_problem(K: int, N: int, bits: int, group: int) -> str | None:
     return None
 
 
+class Skip(Exception):
+    """Raised by a rule's plan(): the node stays, for this reason."""
+
+
+# What plan() returns: a function that builds the QuantizedWeight (the expensive part, run only
+# when the node is rewritten), and the bias input or None.
+Plan = tuple[Callable[[], QuantizedWeight], "ir.Value | None"]
+
+
 class LutGemmRule(pattern.RewriteRuleClassBase):
-    """Base of the rules: check() computes the QuantizedWeight, rewrite() emits LutGemm."""
+    """Base of the rules.  A rule gives a `pattern` whose root output is named "y", and a
+    `plan(node, **bindings)` that raises Skip(reason) or says how to build the weight; the base
+    does the rest: the user's filters, recording skips with their reason, and emitting LutGemm.
+    Nothing is kept between check() and rewrite(): rewrite() plans again from its bindings."""
 
     pattern_name = ""
     option_key = ""
@@ -128,25 +142,34 @@ class LutGemmRule(pattern.RewriteRuleClassBase):
         self.options = options
         self.report = report
         self.progress = progress
-        self._pending: tuple | None = None  # (node, QuantizedWeight, bias) from the last check
 
     @classmethod
     def enabled(cls, options: RewriteOptions) -> bool:
-        return cls.option_key in options.patterns
+        return options.patterns is None or cls.option_key in options.patterns
 
-    def accept(self, node: ir.Node, w: QuantizedWeight, bias: ir.Value | None = None):
-        self._pending = (node, w, bias)
+    def plan(self, node: ir.Node, **bindings) -> Plan:
+        raise NotImplementedError
+
+    def check(self, context, **bindings):
+        node = context.root
+        try:
+            if why := self.options.excluded(node.name):
+                raise Skip(why)
+            self.plan(node, **bindings)
+        except Skip as e:
+            return self.report.skip(node, self.pattern_name, str(e))
         return True
 
-    def rewrite(self, op, a, **_):
-        node, w, bias = self._pending
-        self._pending = None
+    def rewrite(self, op, a, y, **bindings):
+        node = y.producer()
+        build, bias = self.plan(node, a=a, y=y, **bindings)
+        w = build()
         self.report.add(node, self.pattern_name, self.keeps_source_quantization)
         if self.progress is not None:
             self.progress(node.name)
-        y = emit_lut_gemm(op, a, w, node.name or "lut_gemm", bias)
-        y.producer().name = node.name  # keep the layer's name for filters, profiles and reports
-        return y
+        out = emit_lut_gemm(op, a, w, node.name or "lut_gemm", bias)
+        out.producer().name = node.name  # keep the layer's name for filters, profiles and reports
+        return out
 
 
 def emit_lut_gemm(op, a: ir.Value, w: QuantizedWeight, prefix: str, bias: ir.Value | None = None):

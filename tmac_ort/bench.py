@@ -137,7 +137,7 @@ def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] 
     from . import get_library_path, matmul_nbits, selected_kernel
     from .model import make_lut_gemm_model
     from .packing import QuantizedWeight
-    from .rewriter.float_matmul import exact_ternary
+    from .quantize import exact_ternary
 
     scale = np.abs(w_nk).mean(axis=1, keepdims=True)
     ternary = (np.sign(w_nk) * (np.abs(w_nk) > 0.5 * scale) * scale).astype(np.float32)

@@ -125,6 +125,19 @@ def quantize_mse(w: np.ndarray, bits: int, group_size: int) -> QuantizedWeight:
     return QuantizedWeight(q[:, :K], scales, bits, group_size, offsets=offsets)
 
 
+def exact_ternary(w_nk: np.ndarray) -> QuantizedWeight | None:
+    """w[N, K] whose rows take only the values {-s, 0, +s}, as bits=2 / zero point 1, or None."""
+    s = np.abs(w_nk).max(axis=1)
+    if not (s > 0).all():
+        return None
+    ratio = w_nk / s[:, None]
+    if not np.isin(ratio, (-1.0, 0.0, 1.0)).all():
+        return None
+    K = w_nk.shape[1]
+    q = (ratio + 1).astype(np.uint8)
+    return QuantizedWeight(q, s.reshape(-1, 1), 2, K, zero_points=np.ones((w_nk.shape[0], 1), np.uint8))
+
+
 def quantize(w: np.ndarray, bits: int, group_size: int, method: str = DEFAULT_METHOD,
              symmetric: bool = True) -> QuantizedWeight:
     """W[N, K] quantised by `method` (METHODS); `symmetric` applies to "rtn" only."""
