@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tmac_ort import cli, packing, quantize
+from tmac_ort import cli, packing
 from test_rewriter import dq_matmul_model, float_model, matmul_nbits_model
 
 

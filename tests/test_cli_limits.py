@@ -1,7 +1,6 @@
 """The CLI at the edges the audit found: whole-row groups, bad files for verify, killed
 rewrites, and a rewrite whose weights and activations reach the kernels' limits."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from conftest import make_session
-from tmac_ort import cli, packing, quantize
+from tmac_ort import cli, quantize
 from test_exactness import table_error_bound
 
 

@@ -189,16 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=int, default=1)
     demo.set_defaults(func=_demo)
 
-    sub.add_parser("bench", help="kernel benchmark: LutGemm vs MatMulNBits vs MatMul (tmac-ort bench --help)")
+    from . import bench
+
+    bench_parser = sub.add_parser("bench", help="kernel benchmark: LutGemm vs MatMulNBits vs MatMul",
+                                  description=bench.__doc__)
+    bench.add_arguments(bench_parser)
+    bench_parser.set_defaults(func=bench.run_command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:  # the benchmark has its own argument parser
-        from .bench import main as bench_main
-
-        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -79,7 +79,6 @@ def from_matmul_nbits(b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray
 
 def make_matmul_nbits_model(w: QuantizedWeight, accuracy_level: int = 4, leading_dims=("M",), dtype=np.float32):
     """A one-node MatMulNBits model (com.microsoft) computing A @ dequantize(w)^T."""
-    import onnx
     from onnx import helper, numpy_helper
 
     b, scales, zp = to_matmul_nbits(w)

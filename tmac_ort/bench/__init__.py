@@ -1,0 +1,117 @@
+"""`tmac-ort bench`: LutGemm against ONNX Runtime's MatMulNBits and fp32 MatMul.
+
+Every configuration runs in one process with identical session options; the sessions of a
+configuration are timed interleaved (round-robin, several rounds) and the median is kept.
+Writes a markdown table, a CSV and (with matplotlib) a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .contenders import contenders, group_dividing, llama_cpp_tq2_0_ms, ternary_contenders
+from .harness import CacheEvictor, read_bandwidth_gbs, time_interleaved
+from .report import write_outputs
+
+SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096), (576, 1536), (1536, 576), (576, 49152)]  # K x N
+
+
+def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None, kernels: tuple[str, ...] = ()) -> None:
+    K, N = shape
+    rng = np.random.default_rng(0)
+    cs, _ = ternary_contenders((rng.standard_normal((N, K)) * 0.02).astype(np.float32), threads, kernels)
+    a = rng.standard_normal((1, K)).astype(np.float32)
+    samples = {c.name: [] for c in cs}
+    if llama_cpp:
+        samples["llama.cpp TQ2_0"] = []
+    for _ in range(rounds):  # llama.cpp runs in its own process: alternate with ours, medians of each
+        for c, t in zip(cs, time_interleaved(cs, a, 1, 50)):
+            samples[c.name].append(t * 1e3)
+        if llama_cpp:
+            ms = llama_cpp_tq2_0_ms(llama_cpp, K, N)
+            if ms is None:
+                raise ValueError(f"llama.cpp test-backend-ops has no TQ2_0 case for K={K} N={N}")
+            samples["llama.cpp TQ2_0"].append(ms)
+    medians = {name: float(np.median(v)) for name, v in samples.items()}
+    lut = medians[cs[0].name]
+    print(f"ternary K={K} N={N} M=1 threads={threads}, medians of {rounds} rounds:")
+    for name, ms in medians.items():
+        print(f"  {name:22s} {ms:.3f} ms   LutGemm / this {lut / ms:.2f}")
+
+
+def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, bandwidth: dict,
+        other_libraries=(), cold: bool = False, kernels: tuple[str, ...] = ()):
+    """`bandwidth`: measured read GB/s per thread count."""
+    rng = np.random.default_rng(0)
+    evict = CacheEvictor() if cold else None
+    rows = []
+    for K, N in shapes:
+        w = (rng.standard_normal((N, K)) * 0.02).astype(np.float32)
+        group = group_dividing(K, group_size)
+        for threads in threads_list:
+            for bits in bits_list:
+                cs = contenders(w, bits, group, threads, other_libraries, kernels)
+                for M in ms:
+                    a = rng.standard_normal((M, K)).astype(np.float32)
+                    times = time_interleaved(cs, a, rounds, 50, evict)
+                    lut_time = times[0]
+                    ort_quant = [t for c, t in zip(cs, times) if c.name.startswith("MatMulNBits")]
+                    best_ort = min(ort_quant)
+                    for c, t in zip(cs, times):
+                        rows.append({
+                            "K": K, "N": N, "M": M, "bits": bits, "threads": threads, "kernel": c.name,
+                            "ms": t * 1e3, "gflops": 2 * M * N * K / t / 1e9,
+                            "weight_gbs": c.weight_bytes / t / 1e9,
+                            "bw_share": c.weight_bytes / t / 1e9 / bandwidth[threads],
+                            "ratio_lut_vs_best_ort": lut_time / best_ort,
+                        })
+                    print(f"K={K:5d} N={N:5d} M={M:3d} bits={bits} threads={threads}: "
+                          + "  ".join(f"{c.name} {t * 1e3:.3f}ms" for c, t in zip(cs, times))
+                          + f"  | LutGemm/best ORT {lut_time / best_ort:.2f}", flush=True)
+    write_outputs(rows, out_dir, bandwidth, cold)
+    return rows
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `tmac-ort bench` (cli.py registers the subcommand)."""
+    p.add_argument("--shapes", nargs="*", default=[f"{k}x{n}" for k, n in SHAPES], help="KxN")
+    p.add_argument("--m", nargs="*", type=int, default=[1, 32, 128])
+    p.add_argument("--bits", nargs="*", type=int, default=[1, 2, 3, 4])
+    p.add_argument("--threads", nargs="*", type=int, default=[1, 2])
+    p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--out", default="bench-results")
+    p.add_argument("--compare-library", nargs="*", default=[], metavar="SO",
+                   help="other builds of libtmac_ort_ops.so to time side by side (named by their folder)")
+    p.add_argument("--ternary", action="store_true",
+                   help="ternary weights, M=1, first shape and thread count only (add --llama-cpp to compare)")
+    p.add_argument("--cold", action="store_true",
+                   help="empty the caches before every timed call (weights streamed from DRAM), one call per sample")
+    p.add_argument("--kernel", nargs="*", default=[], metavar="NAME",
+                   help="LutGemm kernels of the registry to time side by side (default: the best this CPU has; "
+                        "the first gives the ratios)")
+    p.add_argument("--llama-cpp", metavar="TEST_BACKEND_OPS",
+                   help="llama.cpp's test-backend-ops binary: adds its TQ2_0 GEMV to --ternary")
+
+
+def run_command(args) -> int:
+    shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes]
+    from .. import kernel_registry
+
+    known = {k.name: k for k in kernel_registry()}
+    for name in args.kernel:
+        if name not in known or not known[name].available:
+            why = known[name].unavailable if name in known else f"not in this build ({', '.join(known)})"
+            raise ValueError(f"bench: kernel {name}: {why}")
+    kernels = tuple(args.kernel)
+    if args.ternary:
+        run_ternary(shapes[0], args.threads[0], args.rounds, args.llama_cpp, kernels)
+        return 0
+    bandwidth = {t: read_bandwidth_gbs(t) for t in sorted(set(args.threads))}
+    print("read bandwidth " + ", ".join(f"{t} thread(s) {gbs:.1f} GB/s" for t, gbs in bandwidth.items()))
+    run(shapes, args.m, args.bits, args.threads, args.group_size, args.rounds, Path(args.out), bandwidth,
+        args.compare_library, args.cold, kernels)
+    return 0

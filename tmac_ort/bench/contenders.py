@@ -1,0 +1,123 @@
+"""What is timed: LutGemm (per kernel and library build), ORT's MatMulNBits variants, fp32 MatMul, ternary, llama.cpp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Contender:
+    name: str
+    session: object
+    weight_bytes: int
+
+
+def _session(model, threads, extra_config=None, library: str | None = None, kernel: str | None = None):
+    import onnxruntime as ort
+
+    from .. import KERNEL_CONFIG_KEY
+
+    options = ort.SessionOptions()
+    if kernel:  # read when the library is registered
+        options.add_session_config_entry(KERNEL_CONFIG_KEY, kernel)
+    if library:
+        options.register_custom_ops_library(library)
+    # Every session owns a thread pool; idle workers spinning in one session's pool would
+    # steal the second core from the session being timed next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    for key, value in (extra_config or {}).items():
+        options.add_session_config_entry(key, value)
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libraries=(),
+               kernels: tuple[str, ...] = ()) -> list[Contender]:
+    """LutGemm once per kernel of `kernels` (default: the best this CPU has; the first is the
+    one the ratios use), other builds of the op, ORT's quantised kernels and fp32 MatMul."""
+    from onnx import helper, numpy_helper
+
+    from .. import get_library_path, matmul_nbits, packing, selected_kernel
+    from ..model import make_lut_gemm_model
+
+    out = []
+    qw = packing.quantize_rtn(w_nk, bits, group, symmetric=True)
+    # what the kernel streams: the planes and an fp16 scale per group (symmetric weights need
+    # no constant term, see docs/packed-format.md)
+    nbytes = qw.pack().nbytes + 2 * qw.scales.size
+    model = make_lut_gemm_model(qw)
+    for kernel in kernels or (selected_kernel(),):
+        out.append(Contender(f"LutGemm {bits}b {kernel}",
+                             _session(model, threads, library=get_library_path(), kernel=kernel), nbytes))
+    for library in other_libraries:  # A/B against another build of the op (ablations)
+        out.append(Contender(f"LutGemm {bits}b [{Path(library).parent.name}]",
+                             _session(model, threads, library=str(library)), nbytes))
+    # ORT at the same bits, or the nearest it has (1 -> 2 bits, 3 -> 4 bits)
+    ort_bits = {1: 2, 2: 2, 3: 4, 4: 4}[bits]
+    q_ort = qw if ort_bits == bits else packing.quantize_rtn(w_nk, ort_bits, group, symmetric=True)
+    nbytes = q_ort.q.size * ort_bits // 8 + q_ort.scales.nbytes
+    for level in (0, 4):
+        model = matmul_nbits.make_matmul_nbits_model(q_ort, accuracy_level=level)
+        out.append(Contender(f"MatMulNBits {ort_bits}b acc{level}", _session(model, threads), nbytes))
+    if ort_bits == 2 and w_nk.shape[0] % 128 == 0:  # the level-4 model, on ORT's LUT path
+        out.append(Contender("MatMulNBits 2b LUT", _session(model, threads, {"mlas.use_lut_gemm": "1"}), nbytes))
+    K = w_nk.shape[1]
+    node = helper.make_node("MatMul", ["A", "W"], ["Y"])
+    graph = helper.make_graph([node], "mm", [helper.make_tensor_value_info("A", 1, ["M", K])],
+                              [helper.make_tensor_value_info("Y", 1, None)], [numpy_helper.from_array(w_nk.T.copy(), "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    out.append(Contender("MatMul fp32", _session(model, threads), w_nk.nbytes))
+    return out
+
+
+def group_dividing(K: int, preferred: int) -> int:
+    """`preferred`, else 64 or 32 (576 = 9 x 64): a group size that divides K."""
+    for group in (preferred, 64, 32):
+        if K % group == 0:
+            return group
+    raise SystemExit(f"K={K}: no group size of {preferred}, 64 or 32 divides it")
+
+
+def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] = ()) -> tuple[list[Contender], np.ndarray]:
+    """BitNet-style ternary weights (sign of w, zero where |w| is small, one scale per row):
+    LutGemm packs them exactly at 2 bits with one group per row (what `tmac-ort rewrite`
+    does on detecting them); ORT gets the same values as 2-bit MatMulNBits (block 128)."""
+    from .. import get_library_path, matmul_nbits, selected_kernel
+    from ..model import make_lut_gemm_model
+    from ..packing import QuantizedWeight
+    from ..quantize import exact_ternary
+
+    scale = np.abs(w_nk).mean(axis=1, keepdims=True)
+    ternary = (np.sign(w_nk) * (np.abs(w_nk) > 0.5 * scale) * scale).astype(np.float32)
+    qw = exact_ternary(ternary)
+    out = [Contender(f"LutGemm ternary {kernel}",
+                     _session(make_lut_gemm_model(qw), threads, library=get_library_path(), kernel=kernel),
+                     qw.pack().nbytes) for kernel in kernels or (selected_kernel(),)]
+    N, K = w_nk.shape
+    block = group_dividing(K, 128)
+    blocks = K // block
+    q_ort = QuantizedWeight(qw.q, np.repeat(qw.scales, blocks, axis=1), 2, block,
+                            zero_points=np.ones((N, blocks), np.uint8))
+    nbytes = q_ort.q.size // 4 + q_ort.scales.nbytes
+    model = matmul_nbits.make_matmul_nbits_model(q_ort, 4)
+    out.append(Contender("MatMulNBits 2b acc4", _session(model, threads), nbytes))
+    if N % 128 == 0:
+        out.append(Contender("MatMulNBits 2b LUT", _session(model, threads, {"mlas.use_lut_gemm": "1"}), nbytes))
+    return out, ternary
+
+
+def llama_cpp_tq2_0_ms(test_backend_ops: str, K: int, N: int) -> float | None:
+    """llama.cpp's TQ2_0 GEMV time from its own `test-backend-ops perf` (1 thread on a 2-core
+    machine: it uses half the cores), or None when it has no case for this shape."""
+    import re
+    import subprocess
+
+    done = subprocess.run([test_backend_ops, "perf", "-o", "MUL_MAT", "-b", "CPU",
+                           "-p", f"type_a=tq2_0,type_b=f32,m={N},n=1,k={K},"], capture_output=True, text=True)
+    found = re.search(r"([0-9.]+) us/run", done.stdout)
+    return float(found.group(1)) / 1e3 if found else None
