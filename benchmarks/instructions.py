@@ -23,7 +23,7 @@ def inner(library: str, kernel: str, K: int, N: int, M: int, bits: int, group: i
     import numpy as np
     import onnxruntime as ort
 
-    from tmac_ort import KERNEL_CONFIG_KEY, model, packing
+    from tmac_ort import KERNEL_CONFIG_KEY, nodes, packing
 
     rng = np.random.default_rng(0)
     qw = packing.quantize_rtn(rng.standard_normal((N, K)).astype(np.float32), bits, group, symmetric=True)
@@ -32,7 +32,7 @@ def inner(library: str, kernel: str, K: int, N: int, M: int, bits: int, group: i
     if kernel:
         options.add_session_config_entry(KERNEL_CONFIG_KEY, kernel)
     options.register_custom_ops_library(library)
-    sess = ort.InferenceSession(model.make_lut_gemm_model(qw).SerializeToString(), options)
+    sess = ort.InferenceSession(nodes.make_lut_gemm_model(qw).SerializeToString(), options)
     a = rng.standard_normal((M, K)).astype(np.float32)
     for _ in range(CALLS):
         sess.run(None, {"A": a})

@@ -51,7 +51,7 @@ def build(path: Path, layers: int, bits: int, group: int) -> None:
     import onnx_ir as ir
 
     from tmac_ort import DOMAIN, OP_TYPE, OPSET_VERSION
-    from tmac_ort.model import lut_gemm_attributes, lut_gemm_initializers
+    from tmac_ort.nodes import lut_gemm_attributes, lut_gemm_initializers
 
     rng = np.random.default_rng(0)
     a = ir.Value(name="A", shape=ir.Shape([1, HIDDEN]), type=ir.TensorType(ir.DataType.FLOAT))

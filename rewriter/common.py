@@ -12,7 +12,7 @@ import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
 from tmac_ort import DOMAIN, OP_TYPE, OPSET_VERSION
-from tmac_ort.model import lut_gemm_attributes, lut_gemm_weight_inputs
+from tmac_ort.nodes import lut_gemm_attributes, lut_gemm_weight_inputs
 from tmac_ort.packing import Geometry, QuantizedWeight
 from tmac_ort.quantize import DEFAULT_METHOD, METHODS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tmac_ort.matmul_nbits import from_matmul_nbits
+from tmac_ort.matmul_nbits_format import from_matmul_nbits
 
 from .common import LutGemmRule, Skip, constant_array, geometry_problem
 

@@ -1,19 +1,12 @@
-import os
-
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 import tmac_ort
 
 
 def make_session(model, threads: int = 1, library: bool = True, kernel: str | None = None):
-    """An InferenceSession for `model` (a ModelProto, or a path when weights live in external files),
-    with the LutGemm library registered (running `kernel`, default the best available)."""
-    options = tmac_ort.session_options(threads, kernel=kernel) if library else ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    source = str(model) if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    """tmac_ort.make_session: `model` a ModelProto or a path (weights in external files)."""
+    return tmac_ort.make_session(model, threads, kernel=kernel, library=library)
 
 
 def kernel_params():
@@ -32,9 +25,3 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
-
-
-def relative_rms(actual, expected) -> float:
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    return float(np.sqrt(np.mean((actual - expected) ** 2) / np.mean(expected**2)))

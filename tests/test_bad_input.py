@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
@@ -36,7 +35,7 @@ def build(attrs=None, inputs=None, inits=None, drop_attr=None, a_shape=("M", K))
 
 
 def session(model):
-    return ort.InferenceSession(model.SerializeToString(), tmac_ort.session_options(1))
+    return tmac_ort.make_session(model)
 
 
 @pytest.mark.parametrize(

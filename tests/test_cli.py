@@ -8,6 +8,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+from onnx import helper
 
 from tmac_ort import cli, packing
 from test_rewriter import dq_matmul_model, float_model, matmul_nbits_model
@@ -137,3 +138,67 @@ def test_a_source_weight_that_other_nodes_read_is_reported(tmp_path, rng, capsys
     capsys.readouterr()
     assert cli.main(["rewrite", str(plain), "-o", str(tmp_path / "q.onnx")]) == 0
     assert "note:" not in capsys.readouterr().out
+
+
+def test_cli_rewrites_a_file_and_refuses_to_overwrite_it(tmp_path, rng, capsys):
+    qw = packing.quantize_rtn(rng.standard_normal((192, 256)).astype(np.float32), 2, 32, symmetric=False)
+    src = tmp_path / "m.onnx"
+    src.write_bytes(matmul_nbits_model(qw).SerializeToString())
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "out.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "converted      1  MatMulNBits" in out and "com.tmac.LutGemm" in out
+    assert [n.op_type for n in onnx.load(tmp_path / "out.onnx").graph.node] == ["LutGemm"]
+    before = src.read_bytes()
+    assert cli.main(["rewrite", str(src), "-o", str(src)]) == 1
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert src.read_bytes() == before
+    assert cli.main(["inspect", str(tmp_path / "out.onnx")]) == 0
+    assert "LutGemm" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"", b"not an onnx model at all", None])
+def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, rng, capsys, content):
+    src = tmp_path / "bad.onnx"
+    if content is None:  # a truncated real model
+        qw = packing.quantize_rtn(rng.standard_normal((64, 128)).astype(np.float32), 4, 32)
+        content = matmul_nbits_model(qw).SerializeToString()[:200]
+    src.write_bytes(content)
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "out.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tmac-ort: error:") and err.count("\n") == 1
+    assert not (tmp_path / "out.onnx").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.onnx"]
+
+
+def test_cli_dry_run_and_unknown_flags(tmp_path, rng, capsys):
+    src = tmp_path / "m.onnx"
+    src.write_bytes(float_model({"fc": rng.standard_normal((64, 32)).astype(np.float32)}).SerializeToString())
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--dry-run", "--group-size", "32"]) == 0
+    assert "dry run" in capsys.readouterr().out and not (tmp_path / "o.onnx").exists()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--frobnicate"])
+    assert e.value.code == 2
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--exclude", "fc"]) == 1
+    captured = capsys.readouterr()
+    assert "no node matched" in captured.err and not (tmp_path / "o.onnx").exists()
+    assert "skipped        1  MatMul (float): excluded by --exclude: fc" in captured.out  # why, even when nothing converts
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--group-size", "32"]) == 0
+    assert "converted      1  MatMul (float)" in capsys.readouterr().out
+
+
+def test_cli_groups_skipped_nodes_by_reason(tmp_path, rng, capsys):
+    """An LLM has dozens of activation x activation MatMuls: one row per reason, not one per node."""
+    model = float_model({"fc": rng.standard_normal((64, 64)).astype(np.float32)})
+    model.graph.input.append(helper.make_tensor_value_info("V", onnx.TensorProto.FLOAT, [64, 64]))
+    x = model.graph.output[0].name
+    for i in range(5):
+        model.graph.node.append(helper.make_node("MatMul", [x, "V"], [f"att{i}"], name=f"attn{i}"))
+        x = f"att{i}"
+    model.graph.output[0].name = x
+    src = tmp_path / "m.onnx"
+    onnx.save(model, src)
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--group-size", "32"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("  skipped")]
+    assert len(rows) == 1 and "    5  MatMul (float): weight is not constant: attn0, attn1, ... (3 more" in rows[0]
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o2.onnx"), "--group-size", "32", "--verbose"]) == 0
+    assert "attn4" in capsys.readouterr().out

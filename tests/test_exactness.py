@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_session
-from tmac_ort import model as lut_model
+from tmac_ort import nodes
 from tmac_ort import packing, reference
 
 
 def run(qw, a, kernel, threads=1):
-    sess = make_session(lut_model.make_lut_gemm_model(qw), threads, kernel=kernel)
+    sess = make_session(nodes.make_lut_gemm_model(qw), threads, kernel=kernel)
     return sess.run(None, {"A": np.asarray(a, np.float32)})[0]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import make_session
-from tmac_ort import model as lut_model
+from tmac_ort import nodes
 from tmac_ort import packing, reference
 
 
@@ -19,7 +19,7 @@ def quantized(rng, N, K, bits, group, quant):
 
 def run(qw, a, threads=1, dtype=np.float32, bias=None, kernel=None):
     lead = tuple(f"d{i}" for i in range(a.ndim - 1))
-    sess = make_session(lut_model.make_lut_gemm_model(qw, lead, dtype=dtype, bias=bias), threads, kernel=kernel)
+    sess = make_session(nodes.make_lut_gemm_model(qw, lead, dtype=dtype, bias=bias), threads, kernel=kernel)
     return sess.run(None, {"A": a.astype(dtype)})[0]
 
 
@@ -137,7 +137,7 @@ def test_ort_infers_output_shape(rng):
     import onnx
 
     qw = quantized(rng, 48, 64, 2, 32, "symmetric")
-    m = lut_model.make_lut_gemm_model(qw, ("batch", "seq"))
+    m = nodes.make_lut_gemm_model(qw, ("batch", "seq"))
     m.graph.output[0].type.tensor_type.ClearField("shape")
     sess = make_session(m)
     assert sess.get_outputs()[0].shape == ["batch", "seq", 48]
@@ -156,7 +156,7 @@ def test_unnamed_dynamic_dims_stay_unknown_for_graph_optimisers(rng):
     from onnx import TensorProto, helper
 
     qw = quantized(rng, 64, 64, 4, 32, "symmetric")
-    m = lut_model.make_lut_gemm_model(qw, ("batch", "seq"))
+    m = nodes.make_lut_gemm_model(qw, ("batch", "seq"))
     for d in list(m.graph.input[0].type.tensor_type.shape.dim)[:2]:
         d.ClearField("dim_param")  # dynamic, no name
     m.graph.output[0].name = "Y0"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 import tmac_ort
-from tmac_ort import model as lut_model
+from tmac_ort import nodes
 from tmac_ort import packing, reference
 
 OLDEST = "1.21.0"
@@ -36,7 +36,7 @@ np.save(sys.argv[5], sess.run(None, {"A": np.load(sys.argv[4])})[0])
 
 def test_runs_in_onnxruntime_1_21(tmp_path, rng):
     qw = packing.quantize_rtn(rng.standard_normal((96, 256)).astype(np.float32), 2, 64, symmetric=False)
-    (tmp_path / "m.onnx").write_bytes(lut_model.make_lut_gemm_model(qw).SerializeToString())
+    (tmp_path / "m.onnx").write_bytes(nodes.make_lut_gemm_model(qw).SerializeToString())
     a = rng.standard_normal((3, 256)).astype(np.float32)
     np.save(tmp_path / "a.npy", a)
     env = dict(os.environ, PYTHONPATH=str(oldest_onnxruntime()))

@@ -9,7 +9,7 @@ import pytest
 from onnx import numpy_helper
 
 from conftest import make_session
-from tmac_ort import model, quantize
+from tmac_ort import nodes, quantize
 from tmac_ort.packing import quantize_rtn
 
 SHAPES = [(64, 256, 32), (40, 200, 64), (96, 512, 128), (32, 72, 72)]  # N, K, group (ragged last groups)
@@ -93,12 +93,12 @@ def test_constant_and_zero_groups(rng):
 def test_mse_parameters_are_fp16_numbers_and_stored_as_such(rng):
     w = weights(rng, "gaussian", 64, 256)
     qw = quantize.quantize(w, 3, 32, "mse")
-    scales, offsets = model.stored_scales_and_offsets(qw)
+    scales, offsets = nodes.stored_scales_and_offsets(qw)
     assert scales.dtype == np.float16 and offsets.dtype == np.float16
     np.testing.assert_array_equal(scales.astype(np.float32), qw.scales)
     np.testing.assert_array_equal(offsets.astype(np.float32), qw.offsets)
     # round-to-nearest scales are not fp16 numbers: kept as float32
-    assert model.stored_scales_and_offsets(quantize_rtn(w, 3, 32))[0].dtype == np.float32
+    assert nodes.stored_scales_and_offsets(quantize_rtn(w, 3, 32))[0].dtype == np.float32
 
 
 def as_float32_storage(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -115,7 +115,7 @@ def as_float32_storage(proto: onnx.ModelProto) -> onnx.ModelProto:
 def test_fp16_storage_changes_no_output_bit(rng, bits, kernel):
     w = weights(rng, "heavy-tailed", 96, 320)
     qw = quantize.quantize(w, bits, 64, "mse")
-    proto = model.make_lut_gemm_model(qw)
+    proto = nodes.make_lut_gemm_model(qw)
     stored = {t.name: numpy_helper.to_array(t).dtype for t in proto.graph.initializer}
     assert stored["W.lut_scales"] == np.float16 and stored["W.lut_offsets"] == np.float16
     a = (rng.standard_normal((5, 320)) * 3).astype(np.float32)
@@ -128,7 +128,7 @@ def test_one_bit_is_two_bits_per_weight_and_smaller_than_two_bit(rng):
     w = weights(rng, "gaussian", 256, 1024)
 
     def bits_per_weight(qw):
-        proto = model.make_lut_gemm_model(qw)
+        proto = nodes.make_lut_gemm_model(qw)
         return 8 * sum(numpy_helper.to_array(t).nbytes for t in proto.graph.initializer) / w.size
 
     assert bits_per_weight(quantize.quantize(w, 1, 32, "mse")) == 2.0  # 1 + fp16 scale and offset per 32
@@ -139,3 +139,16 @@ def test_one_bit_is_two_bits_per_weight_and_smaller_than_two_bit(rng):
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="unknown quantisation method 'gptq'"):
         quantize.quantize(np.ones((4, 32), np.float32), 2, 32, "gptq")
+
+
+def test_a_group_of_tiny_weights_keeps_the_tensor_in_fp16(rng):
+    """A scale below fp16's normal range (2^-14) used to keep the whole tensor in fp32 (SmolLM2's
+    1-bit model: 2.49 instead of 2.0 bits per weight); it is rounded to an fp16 subnormal."""
+    w = weights(rng, "gaussian", 64, 256) * 0.05
+    w[7, 32:64] *= 1e-5  # one group of weights around 5e-7
+    qw = quantize.quantize(w, 1, 32, "mse")
+    assert np.abs(qw.scales[7, 1]) < 2.0**-14
+    scales, offsets = nodes.stored_scales_and_offsets(qw)
+    assert scales.dtype == offsets.dtype == np.float16
+    # the tiny group is still represented to within its own magnitude
+    assert np.abs(qw.dequantize()[7, 32:64] - w[7, 32:64]).max() <= 2 * np.abs(w[7, 32:64]).max()

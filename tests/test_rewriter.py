@@ -1,21 +1,19 @@
 """tmac-ort rewrite: MatMulNBits, DequantizeLinear+MatMul and float MatMul/Gemm -> LutGemm."""
 
-import json
-import os
-
 import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
 from onnx import helper, numpy_helper
 
-from conftest import make_session, relative_rms
-from tmac_ort import cli, matmul_nbits, packing, quantize, reference, schema
+from conftest import make_session
+from tmac_ort import matmul_nbits_format, packing, quantize, reference, schema
+from tmac_ort.reference import relative_rms
 from tmac_ort.rewriter import RewriteOptions, rewrite_model
 
 
 def matmul_nbits_model(qw, bias=None, name="layer0"):
-    m = matmul_nbits.make_matmul_nbits_model(qw, accuracy_level=4)
+    m = matmul_nbits_format.make_matmul_nbits_model(qw, accuracy_level=4)
     m.graph.node[0].name = name
     if bias is not None:
         while len(m.graph.node[0].input) < 5:
@@ -169,133 +167,6 @@ def test_rewritten_model_passes_onnx_checker_and_shape_inference(rng):
 # ---- the CLI -------------------------------------------------------------------------------
 
 
-def test_cli_rewrites_a_file_and_refuses_to_overwrite_it(tmp_path, rng, capsys):
-    qw = packing.quantize_rtn(rng.standard_normal((192, 256)).astype(np.float32), 2, 32, symmetric=False)
-    src = tmp_path / "m.onnx"
-    src.write_bytes(matmul_nbits_model(qw).SerializeToString())
-    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "out.onnx")]) == 0
-    out = capsys.readouterr().out
-    assert "converted      1  MatMulNBits" in out and "com.tmac.LutGemm" in out
-    assert [n.op_type for n in onnx.load(tmp_path / "out.onnx").graph.node] == ["LutGemm"]
-    before = src.read_bytes()
-    assert cli.main(["rewrite", str(src), "-o", str(src)]) == 1
-    assert "refusing to overwrite" in capsys.readouterr().err
-    assert src.read_bytes() == before
-    assert cli.main(["inspect", str(tmp_path / "out.onnx")]) == 0
-    assert "LutGemm" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("content", [b"", b"not an onnx model at all", None])
-def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, rng, capsys, content):
-    src = tmp_path / "bad.onnx"
-    if content is None:  # a truncated real model
-        qw = packing.quantize_rtn(rng.standard_normal((64, 128)).astype(np.float32), 4, 32)
-        content = matmul_nbits_model(qw).SerializeToString()[:200]
-    src.write_bytes(content)
-    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "out.onnx")]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("tmac-ort: error:") and err.count("\n") == 1
-    assert not (tmp_path / "out.onnx").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["bad.onnx"]
-
-
-def test_cli_dry_run_and_unknown_flags(tmp_path, rng, capsys):
-    src = tmp_path / "m.onnx"
-    src.write_bytes(float_model({"fc": rng.standard_normal((64, 32)).astype(np.float32)}).SerializeToString())
-    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--dry-run", "--group-size", "32"]) == 0
-    assert "dry run" in capsys.readouterr().out and not (tmp_path / "o.onnx").exists()
-    with pytest.raises(SystemExit) as e:
-        cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--frobnicate"])
-    assert e.value.code == 2
-    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--exclude", "fc"]) == 1
-    captured = capsys.readouterr()
-    assert "no node matched" in captured.err and not (tmp_path / "o.onnx").exists()
-    assert "skipped        1  MatMul (float): excluded by --exclude: fc" in captured.out  # why, even when nothing converts
-    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--group-size", "32"]) == 0
-    assert "converted      1  MatMul (float)" in capsys.readouterr().out
-
-
-def test_cli_rewrites_a_genai_folder_and_registers_the_library(tmp_path, rng):
-    folder = tmp_path / "genai"
-    folder.mkdir()
-    qw = packing.quantize_rtn(rng.standard_normal((192, 256)).astype(np.float32), 4, 32)
-    (folder / "model.onnx").write_bytes(matmul_nbits_model(qw).SerializeToString())
-    (folder / "genai_config.json").write_text(json.dumps({"model": {"decoder": {"filename": "model.onnx",
-                                                                             "session_options": {}}}}))
-    (folder / "tokenizer.json").write_text("{}")
-    assert cli.main(["rewrite", str(folder), "-o", str(tmp_path / "out")]) == 0
-    out = tmp_path / "out"
-    config = json.loads((out / "genai_config.json").read_text())
-    library = config["model"]["decoder"]["session_options"]["custom_ops_library"]
-    # relative to the folder, so a moved folder still finds it; normal permissions
-    assert library == "libtmac_ort_ops.so" and (out / library).exists() and (out / "tokenizer.json").exists()
-    umask = os.umask(0)
-    os.umask(umask)
-    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
-    assert [n.op_type for n in onnx.load(out / "model.onnx").graph.node] == ["LutGemm"]
-    assert cli.main(["rewrite", str(folder), "-o", str(out)]) == 1  # exists: refused
-
-
-@pytest.mark.parametrize("data_name", ["model.onnx.data", "model.onnx_data"])  # genai's, and Optimum's for large exports
-def test_folder_with_external_data_is_rewritten_into_a_self_contained_folder(tmp_path, rng, capsys, data_name):
-    """A genai/Optimum folder keeps weights in an external file; the output must not point back
-    into it, nor carry a stale copy of it."""
-    folder = tmp_path / "src"
-    folder.mkdir()
-    qw = packing.quantize_rtn(rng.standard_normal((512, 4096)).astype(np.float32), 4, 32)  # 1.3 MB
-    model = matmul_nbits_model(qw, bias=rng.standard_normal(512).astype(np.float32))
-    onnx.save(model, folder / "model.onnx", save_as_external_data=True, location=data_name, size_threshold=0)
-    source_bytes = sum(p.stat().st_size for p in folder.iterdir())
-    a = rng.standard_normal((3, 4096)).astype(np.float32)
-    expected = make_session(folder / "model.onnx").run(None, {"A": a})[0]
-    assert cli.main(["rewrite", str(folder), "-o", str(tmp_path / "out")]) == 0
-    assert f"size: {source_bytes / 1e6:.1f} MB ->" in capsys.readouterr().out
-    for item in folder.iterdir():
-        item.unlink()  # nothing of the source may be needed any more
-    out = tmp_path / "out" / "model.onnx"
-    assert sorted(p.name for p in out.parent.iterdir()) == ["libtmac_ort_ops.so", "model.onnx", "model.onnx.data"]
-    got = make_session(out).run(None, {"A": a})[0]
-    assert relative_rms(got, expected) < 0.02
-
-
-def test_cli_groups_skipped_nodes_by_reason(tmp_path, rng, capsys):
-    """An LLM has dozens of activation x activation MatMuls: one row per reason, not one per node."""
-    model = float_model({"fc": rng.standard_normal((64, 64)).astype(np.float32)})
-    model.graph.input.append(helper.make_tensor_value_info("V", onnx.TensorProto.FLOAT, [64, 64]))
-    x = model.graph.output[0].name
-    for i in range(5):
-        model.graph.node.append(helper.make_node("MatMul", [x, "V"], [f"att{i}"], name=f"attn{i}"))
-        x = f"att{i}"
-    model.graph.output[0].name = x
-    src = tmp_path / "m.onnx"
-    onnx.save(model, src)
-    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx"), "--group-size", "32"]) == 0
-    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("  skipped")]
-    assert len(rows) == 1 and "    5  MatMul (float): weight is not constant: attn0, attn1, ... (3 more" in rows[0]
-    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o2.onnx"), "--group-size", "32", "--verbose"]) == 0
-    assert "attn4" in capsys.readouterr().out
-
-
-def test_verify_inputs_take_the_kv_head_size_from_a_genai_config(tmp_path):
-    """genai models name the KV-cache head size symbolically ('kv_cache_dim'); verify must not guess it."""
-    from tmac_ort import verify
-
-    (tmp_path / "genai_config.json").write_text(json.dumps({"model": {"decoder": {"head_size": 64}}}))
-
-    class Input:
-        def __init__(self, name, shape, type_):
-            self.name, self.shape, self.type = name, shape, type_
-
-    class Session:
-        def get_inputs(self):
-            return [Input("input_ids", ["batch_size", "sequence_length"], "tensor(int64)"),
-                    Input("past_key_values.0.key", ["batch_size", 3, "past_sequence_length", "kv_cache_dim"],
-                          "tensor(float)")]
-
-    feed = verify.make_inputs(Session(), seq_len=5, head_size=verify.genai_head_size(tmp_path / "model.onnx"))
-    assert feed["input_ids"].shape == (1, 5) and feed["past_key_values.0.key"].shape == (1, 3, 0, 64)
-
-
 @pytest.mark.parametrize("K,block", [(576, 128), (960, 128), (576, 32)])
 def test_ort_quantizer_models_with_a_padded_last_block_convert_losslessly(tmp_path, rng, K, block):
     """ORT's own quantizer pads K to the block (hidden sizes 576 and 960 at its default block
@@ -329,7 +200,7 @@ def test_matmul_nbits_with_float_zero_points_hqq_converts(rng, bits, K, block):
     scales = rng.uniform(0.01, 0.05, (N, n_blocks)).astype(np.float32)
     zeros = rng.uniform(0, (1 << bits) - 1, (N, n_blocks)).astype(np.float32)  # HQQ: not integers
     int_weight = packing.QuantizedWeight(q, scales, bits, block)
-    b, _, _ = matmul_nbits.to_matmul_nbits(int_weight)
+    b, _, _ = matmul_nbits_format.to_matmul_nbits(int_weight)
     node = helper.make_node("MatMulNBits", ["A", "B", "scales", "zp"], ["Y"], domain="com.microsoft", name="hqq",
                             K=K, N=N, bits=bits, block_size=block, accuracy_level=0)
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", K])],

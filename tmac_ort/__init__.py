@@ -55,6 +55,30 @@ def session_options(intra_op_num_threads: int | None = None, base=None, kernel: 
     return options
 
 
+def make_session(model, threads: int = 1, kernel: str | None = None, library: bool | str = True,
+                 config: dict[str, str] | None = None):
+    """The one way this project opens an `onnxruntime.InferenceSession` (CPU): `model` is a path,
+    a ModelProto or serialized bytes; `library` True registers this package's op library, a
+    path registers that build instead (benchmarks compare builds), False none (plain ORT);
+    `config` adds session config entries."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    if kernel is not None:
+        options.add_session_config_entry(KERNEL_CONFIG_KEY, kernel)
+    if library:
+        options.register_custom_ops_library(get_library_path() if library is True else str(library))
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    elif not isinstance(model, bytes):
+        model = str(model)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
 @dataclass(frozen=True)
 class KernelInfo:
     """One entry of the op library's kernel registry."""
@@ -100,4 +124,4 @@ def selected_kernel(kernel: str | None = None) -> str:
 
 
 __all__ = ["DOMAIN", "OP_TYPE", "OPSET_VERSION", "KERNEL_CONFIG_KEY", "KernelInfo", "available_kernels",
-           "get_library_path", "kernel_registry", "selected_kernel", "session_options"]
+           "get_library_path", "kernel_registry", "make_session", "selected_kernel", "session_options"]

@@ -21,8 +21,8 @@ def _median_ms(sess, feed, repeats=20) -> float:
 def run_demo(threads: int = 1, K: int = 4096, N: int = 4096, group: int = 128) -> int:
     import onnxruntime as ort
 
-    from . import matmul_nbits, packing, reference, session_options
-    from .model import make_lut_gemm_model
+    from . import make_session, matmul_nbits_format, packing, reference
+    from .nodes import make_lut_gemm_model
 
     rng = np.random.default_rng(0)
     w = rng.standard_normal((N, K)).astype(np.float32)
@@ -32,19 +32,17 @@ def run_demo(threads: int = 1, K: int = 4096, N: int = 4096, group: int = 128) -
     ok = True
     for bits in (1, 2, 3, 4):
         qw = packing.quantize_rtn(w, bits, group, symmetric=bits > 1)
-        sess = ort.InferenceSession(make_lut_gemm_model(qw).SerializeToString(), session_options(threads))
+        sess = make_session(make_lut_gemm_model(qw), threads)
         y = sess.run(None, {"A": a})[0]
         ref = reference.lut_gemm(a, qw)
         exact = reference.matmul_dequantized(a, qw)
         vs_ref = float(np.abs(y - ref).max() / np.abs(ref).max())
-        vs_exact = float(np.sqrt(np.mean((y - exact) ** 2) / np.mean(exact**2)))
+        vs_exact = reference.relative_rms(y, exact)
         nbits_err, nbits_ms = "-", "-"
         if bits in (2, 4):
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            nb = ort.InferenceSession(matmul_nbits.make_matmul_nbits_model(qw, 4).SerializeToString(), options)
+            nb = make_session(matmul_nbits_format.make_matmul_nbits_model(qw, 4), threads, library=False)
             y_nb = nb.run(None, {"A": a})[0]
-            nbits_err = f"{np.sqrt(np.mean((y_nb - exact) ** 2) / np.mean(exact**2)):.2e}"
+            nbits_err = f"{reference.relative_rms(y_nb, exact):.2e}"
             nbits_ms = f"{_median_ms(nb, {'A': a}):.3f}"
         print(f"{bits:>4} {vs_ref:>13.1e} {vs_exact:>9.2e} {nbits_err:>12} {_median_ms(sess, {'A': a}):>11.3f} {nbits_ms:>15}")
         ok &= vs_ref < 1e-4

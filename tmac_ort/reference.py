@@ -149,3 +149,11 @@ def matmul_dequantized(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | Non
     if bias is not None:
         y += np.asarray(bias, dtype=np.float64)
     return y
+
+
+def relative_rms(actual, expected) -> float:
+    """sqrt(mean((actual - expected)^2) / mean(expected^2)) in float64: the error measure of the
+    tests, the demo and verify (whose NMSE is its square)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    return float(np.sqrt(np.mean((actual - expected) ** 2) / max(np.mean(expected**2), 1e-300)))

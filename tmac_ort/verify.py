@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .reference import relative_rms
+
 _NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
           "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
 
@@ -62,7 +64,7 @@ def make_inputs(session, seq_len: int = 8, seed: int = 0, head_size: int | None 
 def compare(original: np.ndarray, rewritten: np.ndarray) -> dict[str, float]:
     a, b = original.astype(np.float64), rewritten.astype(np.float64)
     out = {"max_abs_err": float(np.abs(a - b).max()) if a.size else 0.0,
-           "nmse": float(np.mean((a - b) ** 2) / max(np.mean(a**2), 1e-30)) if a.size else 0.0}
+           "nmse": relative_rms(b, a) ** 2 if a.size else 0.0}
     if a.ndim >= 2 and a.shape[-1] > 1000:  # logits: top-1 agreement per position
         out["top1_agreement"] = float(np.mean(a.argmax(-1) == b.argmax(-1)))
     return out
@@ -75,15 +77,13 @@ def _first_line(error: Exception) -> str:
 def open_session(path: Path, threads: int):
     """An InferenceSession with the op library, or ValueError in one line (missing, garbage,
     empty or truncated files, unsupported opsets, missing external data: ORT says which)."""
-    import onnxruntime as ort
-
-    from . import session_options
+    from . import make_session
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        return make_session(path, threads)
     except Exception as e:  # ORT raises its own exception types for every kind of bad model
         raise ValueError(f"{path}: onnxruntime cannot load it: {_first_line(e)}") from None
 

@@ -12,6 +12,12 @@ namespace {
 
 using Shape = std::vector<int64_t>;
 
+// "com.tmac.LutGemm", for messages
+const std::string& FullOpName() {
+  static const std::string name = std::string(kDomain) + "." + kOpName;
+  return name;
+}
+
 std::string ShapeText(const Shape& shape) {
   std::string text = "[";
   for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
@@ -34,7 +40,7 @@ class NodeReader {
   const std::string& name() const { return name_; }
 
   std::string Error(const std::string& what) const {
-    return std::string(kDomain) + "." + kOpName + " node '" + name_ + "': " + what;
+    return FullOpName() + " node '" + name_ + "': " + what;
   }
 
   bool ReadInt(const char* attr, int64_t* value, std::string* error) const {
@@ -203,10 +209,10 @@ OrtStatusPtr LutGemmOp<T>::CreateKernelV2(const OrtApi&, const OrtKernelInfo* in
     NodeReader node(Ort::GetApi(), info);
     std::unique_ptr<LutGemm> gemm = CreateGemm(node, kernel_->ops(), &error);
     if (!gemm) return MakeStatus(ORT_INVALID_ARGUMENT, error);
-    *kernel = new LutGemmKernel<T>(std::move(gemm), node.name());
+    *kernel = new LutGemmNode<T>(std::move(gemm), node.name());
     return nullptr;
   } catch (const std::exception& e) {
-    return MakeStatus(ORT_INVALID_ARGUMENT, std::string("com.tmac.LutGemm: ") + e.what());
+    return MakeStatus(ORT_INVALID_ARGUMENT, FullOpName() + ": " + e.what());
   }
 }
 
@@ -232,7 +238,7 @@ OrtStatusPtr LutGemmOp<T>::InferShape(OrtShapeInferContext* ctx) {
   if (!status && rank > 0) status = api.GetDimensions(a_info, dims.data(), rank);
   if (!status && rank > 0) status = api.GetSymbolicDimensions(a_info, names.data(), rank);
   if (status) return status;
-  if (rank == 0) return api.CreateStatus(ORT_INVALID_ARGUMENT, "com.tmac.LutGemm: A must have at least one dimension");
+  if (rank == 0) return api.CreateStatus(ORT_INVALID_ARGUMENT, (FullOpName() + ": A must have at least one dimension").c_str());
   // ORT writes a dim without a symbolic name as a concrete value, so an unnamed dynamic dim
   // would become the number -1 and graph optimisers would fold Shape(Y) into -1s.  Such dims
   // get a fresh name instead: unknown, and unconstrained like ORT's own "unk__" dims.
@@ -259,12 +265,12 @@ OrtStatusPtr LutGemmOp<T>::InferShape(OrtShapeInferContext* ctx) {
 }
 
 template <typename T>
-OrtStatusPtr LutGemmKernel<T>::ComputeV2(OrtKernelContext* context) {
+OrtStatusPtr LutGemmNode<T>::ComputeV2(OrtKernelContext* context) {
   try {
     Ort::KernelContext ctx(context);
     const Geometry& g = gemm_->geometry();
     auto fail = [&](const std::string& what) {
-      return MakeStatus(ORT_INVALID_ARGUMENT, "com.tmac.LutGemm node '" + node_name_ + "': " + what);
+      return MakeStatus(ORT_INVALID_ARGUMENT, FullOpName() + " node '" + node_name_ + "': " + what);
     };
     Ort::ConstValue a = ctx.GetInput(kA);
     const Shape a_shape = a.GetTensorTypeAndShapeInfo().GetShape();
@@ -311,11 +317,11 @@ OrtStatusPtr LutGemmKernel<T>::ComputeV2(OrtKernelContext* context) {
     }
     return nullptr;
   } catch (const std::exception& e) {
-    return MakeStatus(ORT_RUNTIME_EXCEPTION, "com.tmac.LutGemm node '" + node_name_ + "': " + e.what());
+    return MakeStatus(ORT_RUNTIME_EXCEPTION, FullOpName() + " node '" + node_name_ + "': " + e.what());
   }
 }
 
-OrtStatusPtr KernelsKernel::ComputeV2(OrtKernelContext* context) {
+OrtStatusPtr KernelsNode::ComputeV2(OrtKernelContext* context) {
   try {
     Ort::KernelContext ctx(context);
     size_t count = 0;
@@ -340,7 +346,7 @@ OrtStatusPtr KernelsKernel::ComputeV2(OrtKernelContext* context) {
 
 template struct LutGemmOp<float>;
 template struct LutGemmOp<Ort::Float16_t>;
-template struct LutGemmKernel<float>;
-template struct LutGemmKernel<Ort::Float16_t>;
+template struct LutGemmNode<float>;
+template struct LutGemmNode<Ort::Float16_t>;
 
 }  // namespace tmac

@@ -21,9 +21,11 @@ constexpr const char* kKernelConfigKey = "tmac.kernel";
 // Inputs, in node order.
 enum Input : size_t { kA = 0, kPackedWeights, kScales, kZeroPoints, kOffsets, kBias, kInputCount };
 
+// What ORT creates per LutGemm node (ORT calls it the node's kernel; in this project "kernel"
+// means an ISA kernel of the registry): the prepared weights and the node's name.
 template <typename T>
-struct LutGemmKernel {
-  LutGemmKernel(std::unique_ptr<LutGemm> gemm, std::string node_name)
+struct LutGemmNode {
+  LutGemmNode(std::unique_ptr<LutGemm> gemm, std::string node_name)
       : gemm_(std::move(gemm)), node_name_(std::move(node_name)) {}
   OrtStatusPtr ComputeV2(OrtKernelContext* context);
 
@@ -35,7 +37,7 @@ struct LutGemmKernel {
 // T is float or Ort::Float16_t: the type of A, bias and Y.  One op object per kernel of the
 // registry (sessions keep pointers to ops: they live for the whole process).
 template <typename T>
-struct LutGemmOp : Ort::CustomOpBase<LutGemmOp<T>, LutGemmKernel<T>, /*WithStatus=*/true> {
+struct LutGemmOp : Ort::CustomOpBase<LutGemmOp<T>, LutGemmNode<T>, /*WithStatus=*/true> {
   explicit LutGemmOp(const KernelEntry* kernel) : kernel_(kernel) {
     // Set directly rather than through CustomOpBase::SetShapeInferFn (see InferShape).
     OrtCustomOp::InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* ctx) { return InferShape(ctx); };
@@ -60,18 +62,18 @@ struct LutGemmOp : Ort::CustomOpBase<LutGemmOp<T>, LutGemmKernel<T>, /*WithStatu
 // `names`, `unavailable` (why a kernel cannot run in this process, "" when it can) and
 // `selected` ([1]: the kernel this session's LutGemm nodes run).  tmac_ort.kernel_registry()
 // reads it.
-struct KernelsKernel {
-  explicit KernelsKernel(const KernelEntry* selected) : selected_(selected) {}
+struct KernelsNode {
+  explicit KernelsNode(const KernelEntry* selected) : selected_(selected) {}
   OrtStatusPtr ComputeV2(OrtKernelContext* context);
 
  private:
   const KernelEntry* selected_;
 };
 
-struct KernelsOp : Ort::CustomOpBase<KernelsOp, KernelsKernel, /*WithStatus=*/true> {
+struct KernelsOp : Ort::CustomOpBase<KernelsOp, KernelsNode, /*WithStatus=*/true> {
   explicit KernelsOp(const KernelEntry* kernel) : kernel_(kernel) {}
   OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo*, void** kernel) const {
-    *kernel = new KernelsKernel(kernel_);
+    *kernel = new KernelsNode(kernel_);
     return nullptr;
   }
   const char* GetName() const { return kKernelsOpName; }

@@ -94,7 +94,7 @@ def read_stamp(path: Path) -> str | None:
 def project_fingerprint() -> str:
     """Sources of this project that end up in the environments (reinstall it when these change)."""
     digest = hashlib.sha256()
-    for pattern in ("pyproject.toml", "CMakeLists.txt", "tmac_ort/*.py", "rewriter/*.py", "custom_ops/**/*"):
+    for pattern in ("pyproject.toml", "CMakeLists.txt", "tmac_ort/**/*.py", "rewriter/*.py", "custom_ops/**/*"):
         for path in sorted(PROJECT.glob(pattern)):
             if path.is_file():
                 digest.update(path.read_bytes())

@@ -15,24 +15,13 @@ class Contender:
     weight_bytes: int
 
 
-def _session(model, threads, extra_config=None, library: str | None = None, kernel: str | None = None):
-    import onnxruntime as ort
+def _session(model, threads, extra_config=None, library: bool | str = False, kernel: str | None = None):
+    from .. import make_session
 
-    from .. import KERNEL_CONFIG_KEY
-
-    options = ort.SessionOptions()
-    if kernel:  # read when the library is registered
-        options.add_session_config_entry(KERNEL_CONFIG_KEY, kernel)
-    if library:
-        options.register_custom_ops_library(library)
     # Every session owns a thread pool; idle workers spinning in one session's pool would
     # steal the second core from the session being timed next.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    for key, value in (extra_config or {}).items():
-        options.add_session_config_entry(key, value)
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    config = {"session.intra_op.allow_spinning": "0", **(extra_config or {})}
+    return make_session(model, threads, kernel=kernel, library=library, config=config)
 
 
 def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libraries=(),
@@ -41,8 +30,8 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
     one the ratios use), other builds of the op, ORT's quantised kernels and fp32 MatMul."""
     from onnx import helper, numpy_helper
 
-    from .. import get_library_path, matmul_nbits, packing, selected_kernel
-    from ..model import make_lut_gemm_model
+    from .. import matmul_nbits_format, packing, selected_kernel
+    from ..nodes import make_lut_gemm_model
 
     out = []
     qw = packing.quantize_rtn(w_nk, bits, group, symmetric=True)
@@ -52,7 +41,7 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
     model = make_lut_gemm_model(qw)
     for kernel in kernels or (selected_kernel(),):
         out.append(Contender(f"LutGemm {bits}b {kernel}",
-                             _session(model, threads, library=get_library_path(), kernel=kernel), nbytes))
+                             _session(model, threads, library=True, kernel=kernel), nbytes))
     for library in other_libraries:  # A/B against another build of the op (ablations)
         out.append(Contender(f"LutGemm {bits}b [{Path(library).parent.name}]",
                              _session(model, threads, library=str(library)), nbytes))
@@ -61,7 +50,7 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
     q_ort = qw if ort_bits == bits else packing.quantize_rtn(w_nk, ort_bits, group, symmetric=True)
     nbytes = q_ort.q.size * ort_bits // 8 + q_ort.scales.nbytes
     for level in (0, 4):
-        model = matmul_nbits.make_matmul_nbits_model(q_ort, accuracy_level=level)
+        model = matmul_nbits_format.make_matmul_nbits_model(q_ort, accuracy_level=level)
         out.append(Contender(f"MatMulNBits {ort_bits}b acc{level}", _session(model, threads), nbytes))
     if ort_bits == 2 and w_nk.shape[0] % 128 == 0:  # the level-4 model, on ORT's LUT path
         out.append(Contender("MatMulNBits 2b LUT", _session(model, threads, {"mlas.use_lut_gemm": "1"}), nbytes))
@@ -87,8 +76,8 @@ def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] 
     """BitNet-style ternary weights (sign of w, zero where |w| is small, one scale per row):
     LutGemm packs them exactly at 2 bits with one group per row (what `tmac-ort rewrite`
     does on detecting them); ORT gets the same values as 2-bit MatMulNBits (block 128)."""
-    from .. import get_library_path, matmul_nbits, selected_kernel
-    from ..model import make_lut_gemm_model
+    from .. import matmul_nbits_format, selected_kernel
+    from ..nodes import make_lut_gemm_model
     from ..packing import QuantizedWeight
     from ..quantize import exact_ternary
 
@@ -96,7 +85,7 @@ def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] 
     ternary = (np.sign(w_nk) * (np.abs(w_nk) > 0.5 * scale) * scale).astype(np.float32)
     qw = exact_ternary(ternary)
     out = [Contender(f"LutGemm ternary {kernel}",
-                     _session(make_lut_gemm_model(qw), threads, library=get_library_path(), kernel=kernel),
+                     _session(make_lut_gemm_model(qw), threads, library=True, kernel=kernel),
                      qw.pack().nbytes) for kernel in kernels or (selected_kernel(),)]
     N, K = w_nk.shape
     block = group_dividing(K, 128)
@@ -104,7 +93,7 @@ def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] 
     q_ort = QuantizedWeight(qw.q, np.repeat(qw.scales, blocks, axis=1), 2, block,
                             zero_points=np.ones((N, blocks), np.uint8))
     nbytes = q_ort.q.size // 4 + q_ort.scales.nbytes
-    model = matmul_nbits.make_matmul_nbits_model(q_ort, 4)
+    model = matmul_nbits_format.make_matmul_nbits_model(q_ort, 4)
     out.append(Contender("MatMulNBits 2b acc4", _session(model, threads), nbytes))
     if N % 128 == 0:
         out.append(Contender("MatMulNBits 2b LUT", _session(model, threads, {"mlas.use_lut_gemm": "1"}), nbytes))

@@ -21,7 +21,8 @@ def lut_gemm_attributes(w: QuantizedWeight) -> dict[str, int]:
 
 
 def _fp16_if_exact(values: np.ndarray) -> np.ndarray | None:
-    half = values.astype(np.float16)
+    with np.errstate(over="ignore"):  # values beyond fp16 become inf, which is not exact
+        half = values.astype(np.float16)
     return half if np.array_equal(half.astype(np.float32), values) else None
 
 
