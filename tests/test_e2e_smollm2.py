@@ -95,15 +95,15 @@ def test_a_moved_genai_folder_still_generates(generations, tmp_path):
     import importlib.util
     import shutil
 
-    spec = importlib.util.spec_from_file_location("recipe", RECIPE)
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    source = recipe.cache_root() / "smollm2" / "genai-lut4"
+    spec = importlib.util.spec_from_file_location("smollm2_envs", RECIPE.parent / "envs.py")
+    envs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(envs)
+    source = envs.cache_root() / "smollm2" / "genai-lut4"
     config = json.loads((source / "genai_config.json").read_text())
     assert config["model"]["decoder"]["session_options"]["custom_ops_library"] == "libtmac_ort_ops.so"
     moved = tmp_path / "elsewhere" / "genai-lut4"
     shutil.copytree(source, moved)
-    done = subprocess.run([str(recipe.env_python("genai")), "-c", MOVED_FOLDER_SCRIPT, str(source), str(moved)],
+    done = subprocess.run([str(envs.env_python("genai")), "-c", MOVED_FOLDER_SCRIPT, str(source), str(moved)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert int(done.stdout.split()[-1]) > 8

@@ -1,0 +1,67 @@
+"""Greedy answers to the recipe's prompts, through onnxruntime-genai or Optimum."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from envs import ENVS, stage_result
+
+
+PROMPTS = ["What is the capital of France?", "Name three colors of the rainbow."]
+
+
+def chat(prompt: str) -> list[dict]:
+    return [{"role": "user", "content": prompt}]
+
+
+def generate_genai(folder: Path, prompts: list[str], new_tokens: int) -> list[dict]:
+    import onnxruntime_genai as og
+
+    model = og.Model(str(folder))
+    tokenizer = og.Tokenizer(model)
+    results = []
+    for prompt in prompts:
+        text = tokenizer.apply_chat_template(json.dumps(chat(prompt)), add_generation_prompt=True)
+        ids = tokenizer.encode(text)
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(ids) + new_tokens, do_sample=False)
+        generator = og.Generator(model, params)
+        generator.append_tokens(ids)
+        tokens = []
+        while not generator.is_done():
+            generator.generate_next_token()
+            tokens.append(int(generator.get_next_tokens()[0]))
+        results.append({"prompt": prompt, "tokens": tokens, "text": tokenizer.decode(tokens)})
+    return results
+
+
+def generate_optimum(folder: Path, prompts: list[str], new_tokens: int) -> list[dict]:
+    import tmac_ort
+    from optimum.onnxruntime import ORTModelForCausalLM
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = ORTModelForCausalLM.from_pretrained(folder, session_options=tmac_ort.session_options())
+    results = []
+    for prompt in prompts:
+        ids = tokenizer.apply_chat_template(chat(prompt), add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True)
+        out = model.generate(**ids, max_new_tokens=new_tokens, do_sample=False)
+        tokens = out[0, ids["input_ids"].shape[1]:].tolist()
+        results.append({"prompt": prompt, "tokens": tokens,
+                        "text": tokenizer.decode(tokens, skip_special_tokens=True)})
+    return results
+
+
+def stage_generate(work: Path, side: str, new_tokens: int, out: Path, only: list[str] | None = None) -> None:
+    folders = [f for f in sorted(work.iterdir()) if f.name.startswith(side + "-") and (not only or f.name in only)]
+    generate = generate_genai if side == "genai" else generate_optimum
+    out.write_text(json.dumps({f.name: generate(f, PROMPTS, new_tokens) for f in folders}, indent=1))
+
+
+def generate_all(work: Path, new_tokens: int) -> dict:
+    results = {}
+    for side in ENVS:
+        results.update(stage_result(side, "generate", work, "--side", side, "--new-tokens", str(new_tokens)))
+    return results
