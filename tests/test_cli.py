@@ -202,3 +202,21 @@ def test_cli_groups_skipped_nodes_by_reason(tmp_path, rng, capsys):
     assert len(rows) == 1 and "    5  MatMul (float): weight is not constant: attn0, attn1, ... (3 more" in rows[0]
     assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o2.onnx"), "--group-size", "32", "--verbose"]) == 0
     assert "attn4" in capsys.readouterr().out
+
+
+def test_quantised_nodes_that_stay_get_a_warning(tmp_path, rng, capsys):
+    qw = packing.quantize_rtn(rng.standard_normal((64, 128)).astype(np.float32), 4, 32)
+    model = matmul_nbits_model(qw, name="four_bit")
+    eight = onnx.NodeProto()
+    eight.CopyFrom(model.graph.node[0])
+    eight.name, eight.output[0] = "eight_bit", "Y8"
+    next(a for a in eight.attribute if a.name == "bits").i = 8
+    model.graph.node.append(eight)
+    model.graph.output.append(helper.make_tensor_value_info("Y8", onnx.TensorProto.FLOAT, None))
+    src = tmp_path / "m.onnx"
+    src.write_bytes(model.SerializeToString())
+    assert cli.main(["rewrite", str(src), "-o", str(tmp_path / "o.onnx")]) == 0
+    captured = capsys.readouterr()
+    assert "skipped        1  MatMulNBits: bits=8" in captured.out
+    assert "warning: 1 quantised MatMul node(s) stay as they are" in captured.err
+    assert sorted(n.op_type for n in onnx.load(tmp_path / "o.onnx").graph.node) == ["LutGemm", "MatMulNBits"]

@@ -78,6 +78,16 @@ def _print_report(name: str, report, verbose: bool = False) -> None:
               "(planes, scales, zero points, offsets)")
 
 
+def _warn_quantized_nodes_left(reports) -> None:
+    """A quantised MatMul that stays runs on ORT's kernels: say so once, below the reasons."""
+    from .rewriter import SOURCE_QUANTIZED_PATTERNS
+
+    left = sum(pattern in SOURCE_QUANTIZED_PATTERNS for r in reports.values() for pattern, _ in r.skipped.values())
+    if left:
+        print(f"warning: {left} quantised MatMul node(s) stay as they are (the reasons are listed above)",
+              file=sys.stderr)
+
+
 def _warn_unused_quantization_flags(args, reports) -> None:
     """--bits / --group-size / --method quantise float weights; a quantised source keeps its own."""
     given = [flag for key, flag in QUANTIZATION_FLAGS.items() if getattr(args, key) is not None]
@@ -108,6 +118,7 @@ def _rewrite(args) -> int:
         raise
     for name, report in reports.items():
         _print_report(name, report, args.verbose)
+    _warn_quantized_nodes_left(reports)
     _warn_unused_quantization_flags(args, reports)
     if args.dry_run:
         print("dry run: nothing written")
