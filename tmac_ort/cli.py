@@ -159,13 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     rw = sub.add_parser("rewrite", help="replace quantised/float MatMuls by com.tmac.LutGemm")
     rw.add_argument("input", help="model.onnx, or a folder (onnxruntime-genai or Optimum export)")
-    rw.add_argument("-o", "--output", required=True, help="output model file or (for a folder input) new folder")
+    rw.add_argument("-o", "--output", required=True, help="output model file, or a folder for a folder input (an existing one needs --force)")
     rw.add_argument("--bits", type=int, help="bits for float weights (1-4, default 4); quantised sources keep theirs")
     rw.add_argument("--group-size", type=int, help="group size for float weights (default 128; -1: whole rows)")
     rw.add_argument("--method", choices=METHODS,
                     help=f"how float weights are quantised: mse = least-squares scale and offset per group "
-                         f"(better at every bit width, docs/quality.md), rtn = round to nearest "
-                         f"(default {DEFAULT_METHOD})")
+                         f"(the better one at 4 bits; docs/quality.md has where each wins), rtn = round to "
+                         f"nearest (default {DEFAULT_METHOD})")
     sym = rw.add_mutually_exclusive_group()
     sym.add_argument("--symmetric", dest="symmetric", action="store_true", default=True,
                      help="--method rtn: zero point 2^(bits-1), scale from the largest magnitude (default)")

@@ -1,4 +1,4 @@
-"""Quantising float weights: round-to-nearest, and a least-squares search that is better.
+"""Quantising float weights: round-to-nearest, and a least-squares search.
 
 `quantize(w, bits, group, method)` is what the float rules of the rewriter call:
 
@@ -8,13 +8,17 @@
   a small search finds, without calibration data.  Several clipping ranges are tried (a
   slightly narrower range often rounds the bulk of a bell-shaped group better than the full
   one); for each, q and the least-squares (s, o) given q are alternated, and the best result
-  per group is kept.  RTN's asymmetric range is one of the candidates, so the error is never
-  above asymmetric RTN's.  It is the same family as llama.cpp's k-quant search, written here
-  for LutGemm's float offsets.
+  per group is kept.  The group's full [min, max] range is one of the candidates, so the
+  squared error is never above round-to-nearest's over that range (up to the fp16 rounding of
+  s and o: tests/test_quantize.py).  It is the same family as llama.cpp's k-quant search,
+  written here for LutGemm's float offsets.
+
+The squared error of the weights is not what a model feels: on SmolLM2 "mse" is well ahead at
+4 bits (the default) and behind round-to-nearest at 3 bits, group 128 (docs/quality.md).
 
 "mse" returns scales and offsets that are exact fp16 values wherever they are within fp16's
-range (q is assigned with the rounded values), so the file stores them as fp16
-without changing a single number the kernel computes with (model.stored_as_fp16).
+range (q is assigned with the rounded values), so the file stores them as fp16 without
+changing a single number the kernel computes with (nodes.stored_scales_and_offsets).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ DEFAULT_METHOD = "mse"
 CLIP_FRACTIONS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
 ALTERNATIONS = 6
 ROWS_PER_CHUNK = 256  # rows quantised together: the working set stays in cache
+
 
 def round_to_fp16(values: np.ndarray) -> np.ndarray:
     """values rounded to the nearest fp16 number (subnormals included) where they are within
