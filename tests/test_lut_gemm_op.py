@@ -1,11 +1,14 @@
 """The native LutGemm op against the numpy reference of the same arithmetic."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from conftest import make_session
-from tmac_ort import nodes
-from tmac_ort import packing, reference
+from tmac_ort import nodes, packing, reference
 
 
 def quantized(rng, N, K, bits, group, quant):
@@ -187,3 +190,20 @@ def test_scales_far_outside_fp16_range_keep_their_precision(rng, magnitude, kern
     assert_matches_reference(y, a, qw)
     exact = reference.matmul_dequantized(a, qw)
     assert np.mean((y - exact) ** 2) / np.mean(exact**2) < 3e-4
+
+
+def test_huge_page_advice_changes_no_output(tmp_path, rng):
+    """The planes of a large layer are advised onto 2 MB pages at session creation (Linux);
+    TMAC_ORT_HUGE_PAGES=0 turns it off.  The outputs are the same bits either way."""
+    qw = packing.quantize_rtn(rng.standard_normal((4096, 2048)).astype(np.float32), 4, 128)  # 4 MB of planes
+    (tmp_path / "m.onnx").write_bytes(nodes.make_lut_gemm_model(qw).SerializeToString())
+    np.save(tmp_path / "a.npy", rng.standard_normal((3, 2048)).astype(np.float32))
+    script = ("import sys, numpy as np, tmac_ort; d = sys.argv[1]; "
+              "y = tmac_ort.make_session(d + '/m.onnx').run(None, {'A': np.load(d + '/a.npy')})[0]; "
+              "np.save(d + '/y' + sys.argv[2] + '.npy', y)")
+    for setting in ("1", "0"):
+        env = {**os.environ, "TMAC_ORT_HUGE_PAGES": setting}
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path), setting], env=env, cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y1.npy"), np.load(tmp_path / "y0.npy"))
