@@ -175,3 +175,11 @@ def test_verify_inputs_take_the_kv_head_size_from_a_genai_config(tmp_path):
 
     feed = verify.make_inputs(Session(), seq_len=5, head_size=verify.genai_head_size(tmp_path / "model.onnx"))
     assert feed["input_ids"].shape == (1, 5) and feed["past_key_values.0.key"].shape == (1, 3, 0, 64)
+
+
+def test_a_broken_tokenizer_is_one_line(language_models, capsys):
+    original, rewritten = language_models
+    (original.parent / "tokenizer.json").write_text("{not json")
+    assert cli.main(["verify", str(original), str(rewritten)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot tokenize with it" in err

@@ -184,7 +184,12 @@ def _replace_folder(tmp: Path, dst: Path) -> None:
         return
     old = _temporary_dir(dst.parent)
     os.replace(dst, old / dst.name)
-    os.replace(tmp, dst)
+    try:
+        os.replace(tmp, dst)
+    except OSError:
+        os.replace(old / dst.name, dst)  # the user's folder goes back where it was
+        old.rmdir()
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

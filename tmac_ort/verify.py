@@ -147,7 +147,11 @@ def next_token_statistics(s_orig, s_new, windows: list[np.ndarray], head_size: i
 def text_windows(text: str, tokenizer: Path, tokens: int, context: int) -> list[np.ndarray]:
     from tokenizers import Tokenizer
 
-    ids = np.array(Tokenizer.from_file(str(tokenizer)).encode(text).ids[:tokens], dtype=np.int64)
+    try:
+        encoded = Tokenizer.from_file(str(tokenizer)).encode(text)
+    except Exception as e:  # the tokenizers library raises its own exception types
+        raise ValueError(f"{tokenizer}: cannot tokenize with it: {_first_line(e)}") from None
+    ids = np.array(encoded.ids[:tokens], dtype=np.int64)
     if len(ids) < 2:
         raise ValueError("the text has fewer than 2 tokens")
     return [ids[i:i + context] for i in range(0, len(ids) - 1, context) if len(ids[i:i + context]) >= 2]
