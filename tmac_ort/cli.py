@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     rw.set_defaults(func=_rewrite)
 
     ins = sub.add_parser("inspect", help="what is quantised how in a model")
-    ins.add_argument("model")
+    ins.add_argument("model", help="a model file, or a folder of them (onnxruntime-genai, Optimum)")
     ins.set_defaults(func=_inspect)
 
     ver = sub.add_parser("verify", help="compare original and rewritten models: perplexity, KL divergence and "
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.set_defaults(func=_verify)
 
     demo = sub.add_parser("demo", help="a LutGemm layer at 1-4 bits against the references")
-    demo.add_argument("--threads", type=int, default=1)
+    demo.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     demo.set_defaults(func=_demo)
 
     from . import bench

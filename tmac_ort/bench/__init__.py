@@ -77,13 +77,14 @@ def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `tmac-ort bench` (cli.py registers the subcommand)."""
-    p.add_argument("--shapes", nargs="*", default=[f"{k}x{n}" for k, n in SHAPES], help="KxN")
-    p.add_argument("--m", nargs="*", type=int, default=[1, 32, 128])
-    p.add_argument("--bits", nargs="*", type=int, default=[1, 2, 3, 4])
-    p.add_argument("--threads", nargs="*", type=int, default=[1, 2])
-    p.add_argument("--group-size", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--out", default="bench-results")
+    p.add_argument("--shapes", nargs="*", default=[f"{k}x{n}" for k, n in SHAPES], metavar="KxN",
+                   help="weight shapes, reduction K by outputs N (default: Llama-8B's and SmolLM2's layers)")
+    p.add_argument("--m", nargs="*", type=int, default=[1, 32, 128], help="activation rows (1: decode; default 1 32 128)")
+    p.add_argument("--bits", nargs="*", type=int, default=[1, 2, 3, 4], help="LutGemm bits (default 1 2 3 4)")
+    p.add_argument("--threads", nargs="*", type=int, default=[1, 2], help="intra-op threads (default 1 2)")
+    p.add_argument("--group-size", type=int, default=128, help="weights per scale (default 128)")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is kept (default 7)")
+    p.add_argument("--out", default="bench-results", help="folder for bench.md, bench.csv, bench.png")
     p.add_argument("--compare-library", nargs="*", default=[], metavar="SO",
                    help="other builds of libtmac_ort_ops.so to time side by side (named by their folder)")
     p.add_argument("--ternary", action="store_true",
