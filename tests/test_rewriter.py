@@ -155,6 +155,17 @@ def test_ternary_weights_are_packed_exactly(rng):
     assert relative_rms(make_session(rewritten).run(None, {"A": a})[0], a @ w_nk.T + bias) < 2e-2
 
 
+def test_ternary_weights_convert_whatever_the_group_option(rng):
+    """Exact ternary rows are one group per row: a --group-size that float weights of this K
+    cannot use (384 on K=1000) skips the float layer with its reason, not the ternary one."""
+    ternary = rng.integers(-1, 2, size=(32, 1000)).astype(np.float32) * 0.25
+    layers = {"float": rng.standard_normal((1000, 1000)).astype(np.float32), "ternary": ternary.T.copy()}
+    rewritten, report = rewrite(float_model(layers), group_size=384)
+    assert report.converted == {"MatMul (float)": 1}
+    assert "above 256 must be a multiple of it" in report.skipped["float"][1]
+    np.testing.assert_array_equal(lut_weight(rewritten).dequantize(), ternary)
+
+
 def test_rewritten_model_passes_onnx_checker_and_shape_inference(rng):
     qw = packing.quantize_rtn(rng.standard_normal((192, 256)).astype(np.float32), 4, 64)
     rewritten, _ = rewrite(matmul_nbits_model(qw))
