@@ -183,3 +183,13 @@ def test_a_broken_tokenizer_is_one_line(language_models, capsys):
     assert cli.main(["verify", str(original), str(rewritten)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot tokenize with it" in err
+
+
+def test_folders_are_compared_by_their_model(language_models, capsys):
+    original, rewritten = language_models
+    assert cli.main(["verify", str(original.parent), str(rewritten.parent), "--tokens", "64"]) == 0
+    assert "KL divergence" in capsys.readouterr().out
+    (original.parent / "other.onnx").write_bytes(original.read_bytes())
+    original.rename(original.parent / "third.onnx")
+    assert cli.main(["verify", str(original.parent), str(rewritten.parent)]) == 1
+    assert "2 .onnx models in this folder; name one" in capsys.readouterr().err

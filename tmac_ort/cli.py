@@ -185,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ver = sub.add_parser("verify", help="compare original and rewritten models: perplexity, KL divergence and "
                                         "top-1 agreement for language models, output errors otherwise")
-    ver.add_argument("original", help="the model before rewriting")
-    ver.add_argument("rewritten", help="the rewritten model")
+    ver.add_argument("original", help="the model before rewriting (a file, or a genai/Optimum folder)")
+    ver.add_argument("rewritten", help="the rewritten model (a file, or a folder)")
     ver.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     ver.add_argument("--text", type=Path, help="language models: a text file to evaluate on "
                                                "(default: Python's pydoc_data.topics)")

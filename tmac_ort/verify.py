@@ -74,6 +74,20 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def model_file(path: Path) -> Path:
+    """A model file, or the model of a folder (onnxruntime-genai, Optimum): model.onnx, else
+    its only .onnx file."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if (path / "model.onnx").is_file():
+        return path / "model.onnx"
+    models = sorted(path.glob("*.onnx"))
+    if len(models) != 1:
+        raise ValueError(f"{path}: {'no' if not models else len(models)} .onnx models in this folder; name one")
+    return models[0]
+
+
 def open_session(path: Path, threads: int):
     """An InferenceSession with the op library, or ValueError in one line (missing, garbage,
     empty or truncated files, unsupported opsets, missing external data: ORT says which)."""
@@ -211,6 +225,7 @@ def verify(original: Path, rewritten: Path, threads: int = 1, text: Path | None 
         raise ValueError("--tokens and --context must be at least 2")
     if tolerance is not None and not tolerance >= 0:
         raise ValueError(f"--tolerance must be a non-negative number, got {tolerance}")
+    original, rewritten = model_file(original), model_file(rewritten)
     s_orig = open_session(original, threads)
     s_new = open_session(rewritten, threads)
     missing = [o.name for o in s_orig.get_outputs() if o.name not in {x.name for x in s_new.get_outputs()}]
