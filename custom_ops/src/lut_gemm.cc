@@ -94,17 +94,17 @@ float LutGemm::ValueAt(const GroupValues& values, size_t i) const {
   return value;
 }
 
-LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant, const KernelOps& kernel)
+LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant,
+                 const std::vector<float>& scales, const std::vector<float>& offsets, const KernelOps& kernel)
     : quant_(quant), nibble_positions_(NibblePositions(int(geo.bits))), kernel_(kernel) {
   weights_.geo = geo;
   weights_.planes = planes;
   AdviseHugePages(planes, size_t(geo.n_tiles) * geo.k_steps * geo.step_bytes());
   const size_t per_group = size_t(geo.N) * geo.n_groups;
-  // Float copies for the preparation only: the kernel keeps fp16 units, the session the file's
-  // values.  (Keeping float copies of fp16 scales and offsets cost 0.25 bytes per weight at
-  // group 32: loading a 4-bit Llama-shaped model took 1.8x its file size, benchmarks/memory.py.)
-  const std::vector<float> scales = ToFloats(quant.scales, per_group, kernel);
-  const std::vector<float> offsets = ToFloats(quant.offsets, per_group, kernel);
+  // `scales` and `offsets` are float copies for the preparation only: the kernel keeps fp16
+  // units, the session the file's values.  (Keeping float copies of fp16 scales and offsets
+  // cost 0.25 bytes per weight at group 32: loading a 4-bit Llama-shaped model took 1.8x its
+  // file size, benchmarks/memory.py.)
   std::vector<float> constant(per_group);
   // The kernels compute sum_k a_k q_k from +-1 planes: q = sum_i 2^i (s_i + 1) / 2, which
   // leaves (2^bits - 1) / 2 * sum_k a_k; fold it with the zero point or offset into one term.

@@ -36,7 +36,10 @@ std::vector<float> ToFloats(const GroupValues& values, size_t count, const Kerne
 class LutGemm {
  public:
   // `planes` and `quant` must outlive this object (they are the session's initializers).
-  LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant, const KernelOps& kernel);
+  // `scales` and `offsets` are quant's values as float32 (ToFloats; offsets empty when absent):
+  // the preparation reads them, and the op glue has made them already to check them.
+  LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant, const std::vector<float>& scales,
+          const std::vector<float>& offsets, const KernelOps& kernel);
 
   // Y[M, N] = A[M, K] * W^T (+ bias).  A, Y and bias are float32.
   void Run(const float* a, int64_t rows, const float* bias, float* y, const ParallelRunner& parallel) const;

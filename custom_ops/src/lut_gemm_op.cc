@@ -57,50 +57,51 @@ class NodeReader {
   bool ReadConstant(size_t index, const char* what, ONNXTensorElementDataType type, const Shape& shape,
                     ConstantInput* out, std::string* error) const {
     if (!HasInput(index)) return true;
-    ONNXTensorElementDataType actual = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-    if (!ElementType(index, what, &actual, error)) return false;
+    Ort::ConstValue value{nullptr};
+    if (!Constant(index, what, &value, error)) return false;
+    const ONNXTensorElementDataType actual = value.GetTensorTypeAndShapeInfo().GetElementType();
     if (actual != type) {
       *error = Error(std::string(what) + " has the wrong element type (" + std::to_string(actual) + ", expected " +
                      std::to_string(type) + ")");
       return false;
     }
-    return ReadChecked(index, what, shape, out, error);
+    return CheckShape(value, what, shape, out, error);
   }
 
   // Reads a float or float16 constant in place (the file keeps scales and offsets as fp16
   // when they are exact fp16 numbers: docs/packed-format.md).
   bool ReadFloats(size_t index, const char* what, const Shape& shape, GroupValues* out, std::string* error) const {
     if (!HasInput(index)) return true;
-    ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-    if (!ElementType(index, what, &type, error)) return false;
+    Ort::ConstValue value{nullptr};
+    if (!Constant(index, what, &value, error)) return false;
+    const ONNXTensorElementDataType type = value.GetTensorTypeAndShapeInfo().GetElementType();
     if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
       *error = Error(std::string(what) + " has the wrong element type (" + std::to_string(type) +
                      ", expected float or float16)");
       return false;
     }
     ConstantInput constant;
-    if (!ReadChecked(index, what, shape, &constant, error)) return false;
+    if (!CheckShape(value, what, shape, &constant, error)) return false;
     out->data = constant.data;
     out->half = type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
     return true;
   }
 
  private:
-  bool ElementType(size_t index, const char* what, ONNXTensorElementDataType* type, std::string* error) const {
+  // Input `index` as a constant tensor, or false (it is a graph input, not an initializer).
+  bool Constant(size_t index, const char* what, Ort::ConstValue* value, std::string* error) const {
     int is_constant = 0;
-    Ort::ConstValue value = ki_.GetTensorConstantInput(index, &is_constant);
-    if (!is_constant || value == nullptr) {
+    *value = ki_.GetTensorConstantInput(index, &is_constant);
+    if (!is_constant || *value == nullptr) {
       *error = Error(std::string(what) + " must be a constant initializer (it is read once at session creation)");
       return false;
     }
-    *type = value.GetTensorTypeAndShapeInfo().GetElementType();
     return true;
   }
 
-  // The constant input `index` (its type already checked) with exactly `shape`.
-  bool ReadChecked(size_t index, const char* what, const Shape& shape, ConstantInput* out, std::string* error) const {
-    int is_constant = 0;
-    Ort::ConstValue value = ki_.GetTensorConstantInput(index, &is_constant);
+  // `value` (its type already checked) with exactly `shape`.
+  bool CheckShape(const Ort::ConstValue& value, const char* what, const Shape& shape, ConstantInput* out,
+                  std::string* error) const {
     const Shape actual = value.GetTensorTypeAndShapeInfo().GetShape();
     if (actual != shape) {
       *error = Error(std::string(what) + " has shape " + ShapeText(actual) + ", expected " + ShapeText(shape));
@@ -164,7 +165,8 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
   // Finite scales and offsets are the op's contract (docs/packed-format.md): NaN and infinities
   // of a float product come from the activations only.
   const size_t count = size_t(geo.N * geo.n_groups);
-  const std::vector<float> scale_values = ToFloats(scales, count, kernel);  // (temporaries)
+  // (float temporaries, which the preparation reads too)
+  const std::vector<float> scale_values = ToFloats(scales, count, kernel);
   const std::vector<float> offset_values = ToFloats(offsets, count, kernel);
   for (size_t i = 0; i < count; ++i) {
     const bool scale_ok = std::isfinite(scale_values[i]);
@@ -176,7 +178,8 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
     }
   }
   QuantParams quant{scales, static_cast<const uint8_t*>(zero_points.data), offsets};
-  return std::make_unique<LutGemm>(geo, static_cast<const uint8_t*>(planes.data), quant, kernel);
+  return std::make_unique<LutGemm>(geo, static_cast<const uint8_t*>(planes.data), quant, scale_values, offset_values,
+                                   kernel);
 }
 
 OrtStatusPtr MakeStatus(OrtErrorCode code, const std::string& message) {

@@ -57,7 +57,7 @@ std::vector<float> Dequantize(const Case& c) {
 std::vector<float> RunKernel(const Case& c, const tmac::KernelOps& ops) {
   tmac::QuantParams quant{{c.scales.data()}, c.zero_points.empty() ? nullptr : c.zero_points.data(),
                           {c.offsets.empty() ? nullptr : c.offsets.data()}};
-  tmac::LutGemm gemm(c.geo, c.planes.data(), quant, ops);
+  tmac::LutGemm gemm(c.geo, c.planes.data(), quant, c.scales, c.offsets, ops);
   std::vector<float> y(size_t(c.M * c.geo.N));
   gemm.Run(c.a.data(), c.M, nullptr, y.data(), [](size_t count, const std::function<void(size_t)>& body) {
     for (size_t i = 0; i < count; ++i) body(i);
