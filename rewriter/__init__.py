@@ -14,6 +14,7 @@ from onnx_ir.passes import common as common_passes
 from onnxscript.rewriter import pattern
 
 from tmac_ort import DOMAIN, OP_TYPE, OPSET_VERSION
+from tmac_ort.nodes import constant_input_bytes
 
 from .common import RewriteOptions, RewriteReport
 from .dequantize_matmul import DequantizeLinearMatMulToLutGemm
@@ -49,7 +50,7 @@ def _lut_gemm_storage(model: ir.Model) -> tuple[int, int]:
     for node in ir.traversal.RecursiveGraphIterator(model.graph):
         if node.domain == DOMAIN and node.op_type == OP_TYPE:
             weights += node.attributes["K"].value * node.attributes["N"].value
-            stored += sum(v.const_value.nbytes for v in node.inputs[1:5] if v is not None and v.const_value is not None)
+            stored += constant_input_bytes(node, range(1, 5)) or 0
     return weights, stored
 
 

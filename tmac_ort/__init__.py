@@ -37,12 +37,14 @@ def get_library_path() -> str:
 KERNEL_CONFIG_KEY = "tmac.kernel"
 
 
-def session_options(intra_op_num_threads: int | None = None, base=None, kernel: str | None = None):
+def session_options(intra_op_num_threads: int | None = None, base=None, kernel: str | None = None,
+                    library: str | None = None):
     """`onnxruntime.SessionOptions` with the LutGemm library registered.
 
     `base` is an existing SessionOptions to extend (it is modified and returned).  `kernel`
     names the ISA kernel the session's LutGemm nodes run (one of `available_kernels()`);
     by default the environment variable TMAC_ORT_KERNEL, else the best this CPU has.
+    `library` registers another build of the op library instead of this package's.
     """
     import onnxruntime as ort
 
@@ -51,7 +53,7 @@ def session_options(intra_op_num_threads: int | None = None, base=None, kernel: 
         options.intra_op_num_threads = intra_op_num_threads
     if kernel is not None:
         options.add_session_config_entry(KERNEL_CONFIG_KEY, kernel)
-    options.register_custom_ops_library(get_library_path())
+    options.register_custom_ops_library(library or get_library_path())
     return options
 
 
@@ -68,10 +70,8 @@ def make_session(model, threads: int = 1, kernel: str | None = None, library: bo
     options.inter_op_num_threads = 1
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
-    if kernel is not None:
-        options.add_session_config_entry(KERNEL_CONFIG_KEY, kernel)
     if library:
-        options.register_custom_ops_library(get_library_path() if library is True else str(library))
+        session_options(base=options, kernel=kernel, library=None if library is True else str(library))
     if hasattr(model, "SerializeToString"):
         model = model.SerializeToString()
     elif not isinstance(model, bytes):

@@ -10,14 +10,13 @@ import onnx_ir as ir
 
 from . import OP_TYPE
 from .convert import load_model, model_size
+from .nodes import constant_input_bytes
 
 
 def _stored_bits(node: ir.Node, inputs: range, weights: int) -> float | None:
     """Bits per weight of the node's constant inputs in `inputs` (planes/blocks, scales, ...)."""
-    values = [node.inputs[i] for i in inputs if i < len(node.inputs) and node.inputs[i] is not None]
-    if not weights or any(v.const_value is None for v in values):
-        return None
-    return 8 * sum(v.const_value.nbytes for v in values) / weights
+    stored = constant_input_bytes(node, inputs)
+    return None if not weights or stored is None else 8 * stored / weights
 
 
 def _ints(node: ir.Node) -> dict[str, int]:

@@ -20,6 +20,15 @@ def lut_gemm_attributes(w: QuantizedWeight) -> dict[str, int]:
     }
 
 
+def constant_input_bytes(node: ir.Node, inputs: range) -> int | None:
+    """Bytes of the node's inputs at `inputs` (absent optional ones count 0), or None when one
+    of them is not a constant: what a quantised matmul stores for its weight."""
+    values = [node.inputs[i] for i in inputs if i < len(node.inputs) and node.inputs[i] is not None]
+    if any(v.const_value is None for v in values):
+        return None
+    return sum(v.const_value.nbytes for v in values)
+
+
 def _fp16_if_exact(values: np.ndarray) -> np.ndarray | None:
     with np.errstate(over="ignore"):  # values beyond fp16 become inf, which is not exact
         half = values.astype(np.float16)
