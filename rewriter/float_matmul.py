@@ -31,16 +31,20 @@ class FloatMatMulToLutGemm(LutGemmRule):
         if not np.isfinite(w_kn).all():
             raise Skip("weight holds a NaN or an infinity")
         K, N = w_kn.shape
-        w_nk = np.ascontiguousarray(w_kn.T.astype(np.float32))
-        ternary = exact_ternary(w_nk)  # (whole-row groups: valid whatever the options say)
-        if ternary is not None:
-            return (lambda: ternary), bias
         bits = self.options.bits_of(node.name)
         # -1, or a group longer than the row: one group per row; else the last group may be short
         group = K if self.options.group_size == -1 or self.options.group_size >= K else self.options.group_size
-        if why := geometry_problem(K, N, bits, group):
+
+        def build():  # (the expensive part: rewrite() only)
+            w_nk = np.ascontiguousarray(w_kn.T.astype(np.float32))
+            ternary = exact_ternary(w_nk)
+            return ternary if ternary is not None else quantize(w_nk, bits, group, self.options.method,
+                                                                  self.options.symmetric)
+
+        # exact ternary rows are packed as whole-row groups: valid whatever the group option says
+        if (why := geometry_problem(K, N, bits, group)) and exact_ternary(w_kn.T.astype(np.float32)) is None:
             raise Skip(why)
-        return (lambda: quantize(w_nk, bits, group, self.options.method, self.options.symmetric)), bias
+        return build, bias
 
 
 class FloatGemmToLutGemm(FloatMatMulToLutGemm):

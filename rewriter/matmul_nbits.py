@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tmac_ort.matmul_nbits_format import from_matmul_nbits
+from tmac_ort.matmul_nbits_format import from_matmul_nbits, shape_problem
 
 from .common import LutGemmRule, Skip, constant_array, geometry_problem
 
@@ -38,8 +38,6 @@ class MatMulNBitsToLutGemm(LutGemmRule):
             raise Skip(f"zero points of type {zp_arr.dtype} are not supported")
         if why := geometry_problem(K, N, bits, block):
             raise Skip(why)
-        try:
-            w = from_matmul_nbits(b_arr, s_arr, zp_arr, K, N, bits, block)
-        except ValueError as e:
-            raise Skip(str(e)) from None
-        return (lambda: w), inputs[BIAS]
+        if why := shape_problem(b_arr, s_arr, zp_arr, K, N, bits, block):
+            raise Skip(why)
+        return (lambda: from_matmul_nbits(b_arr, s_arr, zp_arr, K, N, bits, block)), inputs[BIAS]

@@ -251,3 +251,14 @@ def test_float_weights_with_non_finite_values_are_skipped_with_reason(rng, bad):
     rewritten, report = rewrite(float_model(w))
     assert report.converted == {"MatMul (float)": 1}
     assert report.skipped["broken"] == ("MatMul (float)", "weight holds a NaN or an infinity")
+
+
+def test_matmul_nbits_with_blocks_of_the_wrong_size_is_skipped_with_reason(rng):
+    qw = packing.quantize_rtn(rng.standard_normal((64, 128)).astype(np.float32), 4, 32)
+    m = matmul_nbits_model(qw)
+    b = next(t for t in m.graph.initializer if t.name == m.graph.node[0].input[1])
+    truncated = numpy_helper.to_array(b)[:, :, :8]  # 8 bytes per block where 32 weights need 16
+    b.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(truncated), b.name))
+    _, report = rewrite(m)
+    assert not report.converted
+    assert report.skipped["layer0"][1] == "B holds 2048 values, expected 4096 (K=128, N=64, block_size=32)"

@@ -53,6 +53,21 @@ def to_matmul_nbits(w: QuantizedWeight):
     return b, w.scales.astype(np.float32), zp
 
 
+def shape_problem(b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None, K: int, N: int, bits: int,
+                  block_size: int) -> str | None:
+    """Why B, scales or zero points do not hold what K, N, bits and block_size say, or None."""
+    n_blocks = -(-K // block_size)
+    expected = {"B": (b, N * n_blocks * (-(-block_size * bits // 8))), "scales": (scales, N * n_blocks)}
+    if zero_points is not None:
+        zp = np.asarray(zero_points)
+        expected["zero points"] = (zp, N * n_blocks if np.issubdtype(zp.dtype, np.floating)
+                                   else N * (-(-n_blocks * bits // 8)))
+    for name, (array, size) in expected.items():
+        if np.asarray(array).size != size:
+            return f"{name} holds {np.asarray(array).size} values, expected {size} (K={K}, N={N}, block_size={block_size})"
+    return None
+
+
 def from_matmul_nbits(b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None, K: int, N: int,
                       bits: int, block_size: int) -> QuantizedWeight:
     """QuantizedWeight with MatMulNBits' dequantised values (scales kept as float32; float
@@ -61,6 +76,8 @@ def from_matmul_nbits(b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray
     K need not be a multiple of block_size: the last block is padded in B and is the short
     last group of the QuantizedWeight.
     """
+    if why := shape_problem(b, scales, zero_points, K, N, bits, block_size):
+        raise ValueError(why)
     n_blocks = -(-K // block_size)
     q = _unpack_lsb_first(np.asarray(b, dtype=np.uint8).reshape(N, n_blocks, -1), bits, block_size)
     scales = np.asarray(scales, dtype=np.float32).reshape(N, n_blocks)
