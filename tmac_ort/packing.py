@@ -203,6 +203,14 @@ class QuantizedWeight:
         return pack(self.q, self.bits)
 
 
+def padded_groups(w: np.ndarray, geo: Geometry) -> np.ndarray:
+    """w[N, K] as [N, n_groups, group_size], a short last group padded with zeros."""
+    N, K = w.shape
+    padded = np.zeros((N, geo.n_groups * geo.group_size), dtype=np.float32)
+    padded[:, :K] = w
+    return padded.reshape(N, geo.n_groups, geo.group_size)
+
+
 def quantize_rtn(w: np.ndarray, bits: int, group_size: int, symmetric: bool = True) -> QuantizedWeight:
     """Round-to-nearest quantisation of W[N, K] per group of `group_size` along K.
 
@@ -216,9 +224,7 @@ def quantize_rtn(w: np.ndarray, bits: int, group_size: int, symmetric: bool = Tr
     geo = Geometry(K, N, bits, group_size)
     # a short last group is padded with zeros, which change neither its largest magnitude nor
     # its [min(w, 0), max(w, 0)] range
-    padded = np.zeros((N, geo.n_groups * group_size), dtype=np.float32)
-    padded[:, :K] = w
-    groups = padded.reshape(N, geo.n_groups, group_size)
+    groups = padded_groups(w, geo)
     levels = (1 << bits) - 1
     if symmetric and bits == 1:
         lengths = np.minimum(group_size, K - np.arange(geo.n_groups) * group_size)  # the last may be short

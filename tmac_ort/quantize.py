@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .packing import Geometry, QuantizedWeight, quantize_rtn
+from .packing import Geometry, QuantizedWeight, padded_groups, quantize_rtn
 
 METHODS = ("rtn", "mse")
 DEFAULT_METHOD = "mse"
@@ -53,13 +53,10 @@ def round_to_fp16(values: np.ndarray) -> np.ndarray:
 
 def _grouped(w: np.ndarray, geo: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """w[N, K] as [N, n_groups, group] padded with zeros, and the mask of real elements."""
-    N, K = w.shape
-    padded = np.zeros((N, geo.n_groups * geo.group_size), dtype=np.float32)
-    padded[:, :K] = w
-    mask = np.zeros(padded.shape[1], dtype=np.float32)
-    mask[:K] = 1
-    shape = (N, geo.n_groups, geo.group_size)
-    return padded.reshape(shape), np.broadcast_to(mask.reshape(1, geo.n_groups, geo.group_size), shape)
+    groups = padded_groups(w, geo)
+    mask = np.zeros(groups.shape[1] * groups.shape[2], dtype=np.float32)
+    mask[:w.shape[1]] = 1
+    return groups, np.broadcast_to(mask.reshape(1, *groups.shape[1:]), groups.shape)
 
 
 def _assign(w, s, o, levels):
@@ -93,9 +90,8 @@ def _mse_chunk(w, mask, bits):
     best = None
     for fraction in CLIP_FRACTIONS:
         s = np.where(span > 0, span * fraction / levels, 1.0).astype(np.float32)
-        o = (lo + hi) / 2 - s * levels / 2  # the clipped range, centred
-        if fraction == 1.0:
-            o = lo  # asymmetric RTN's range exactly
+        # the full range exactly (fraction 1), else the clipped range centred
+        o = lo if fraction == 1.0 else (lo + hi) / 2 - s * levels / 2
         for _ in range(ALTERNATIONS):
             q = _assign(w, s, o, levels)
             s, o = _least_squares(w, q, mask, s, o)
