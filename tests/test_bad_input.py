@@ -94,6 +94,16 @@ def test_unknown_kernel_name_is_refused():
         tmac_ort.session_options(kernel="sparc")
 
 
+@pytest.mark.parametrize("value", ["-1", "eight", "", "1e3"])
+def test_int8_min_rows_that_is_not_a_count_is_refused(value):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry(tmac_ort.INT8_MIN_ROWS_CONFIG_KEY, value)
+    with pytest.raises(Exception, match="tmac.int8_min_rows must be a count of rows"):
+        tmac_ort.session_options(base=options)
+
+
 def test_unknown_kernel_in_the_environment_is_refused():
     """TMAC_ORT_KERNEL is read once per process: checked in a fresh one."""
     import subprocess

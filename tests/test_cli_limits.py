@@ -12,7 +12,7 @@ from onnx import helper, numpy_helper
 
 from conftest import make_session
 from tmac_ort import cli, quantize
-from test_exactness import table_error_bound
+from test_exactness import error_bound
 
 
 def float_matmul_model(w_kn: np.ndarray) -> onnx.ModelProto:
@@ -56,7 +56,7 @@ def test_a_constant_weight_column_with_positive_activations_through_the_cli(tmp_
     y = make_session(out, kernel=kernel).run(None, {"A": a})[0]
     qw = lut_weight(out)
     exact = a.astype(np.float64) @ qw.dequantize().T.astype(np.float64)
-    assert (np.abs(y - exact) <= table_error_bound(a, qw)).all()
+    assert (np.abs(y - exact) <= error_bound(a, qw, kernel)).all()
     np.testing.assert_allclose(y[:, 5], a.sum(axis=1) * 0.5, rtol=2e-2)
 
 
@@ -139,7 +139,7 @@ def test_a_float_matmul_whose_k_is_not_a_multiple_of_the_group_converts(tmp_path
     assert (qw.group_size, qw.scales.shape) == (128, (48, 5))
     a = rng.standard_normal((2, 576)).astype(np.float32)
     y = make_session(out).run(None, {"A": a})[0]
-    assert (np.abs(y - a.astype(np.float64) @ qw.dequantize().T) <= table_error_bound(a, qw)).all()
+    assert (np.abs(y - a.astype(np.float64) @ qw.dequantize().T) <= error_bound(a, qw, None)).all()
     # the default quantiser's numbers for the padded last group
     expected = quantize.quantize(np.ascontiguousarray(w_kn.T), 4, 128, quantize.DEFAULT_METHOD)
     np.testing.assert_array_equal(qw.dequantize(), expected.dequantize())

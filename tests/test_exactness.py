@@ -1,15 +1,19 @@
 """Every kernel at the limits: integer overflow, the float range, NaN and infinities.
 
-Each case is checked three ways, on every kernel of the registry:
+Each case is checked three ways, on every kernel of the registry and on the int8 path of
+each kernel that has one ('NAME+int8', conftest.py):
 
 * against the exact float64 product of the dequantised weights, within the worst-case
-  int8-table bound (`table_error_bound`): every looked-up entry is off by at most half a
-  table step, so per block and output the lookup sum is off by at most
-  n_quads * step / 2 * (2^bits - 1) / 2 * |s|; fp16 scales (2^-11) and fp32 sums add at most
-  2^-10 of sum_k |a_k| (|s| (2^bits - 1) + |constant|).  This bound holds for any data: a
-  kernel that overflows, saturates or loses a scale to underflow breaks it;
-* against the numpy reference of the kernel's own arithmetic (`reference.lut_gemm`), to
-  fp32 summation order (1e-5 of the same magnitude);
+  bound of the path (`error_bound`).  Table lookups (`table_error_bound`): every looked-up
+  entry is off by at most half a table step, so per block and output the lookup sum is off
+  by at most n_quads * step / 2 * (2^bits - 1) / 2 * |s|.  The int8 path
+  (`int8_error_bound`): every activation is off by at most half its block's step
+  (largest |a| / 127), so per block and output the sum is off by at most
+  step / 2 * sum_k |w_k|.  On both, fp16 scales (2^-11) and fp32 sums add at most 2^-10 of
+  sum_k |a_k| (|s| (2^bits - 1) + |constant|).  These bounds hold for any data: a kernel
+  that overflows, saturates or loses a scale to underflow breaks them;
+* against the numpy reference of the path's own arithmetic (`reference.lut_gemm`,
+  `reference.int8_gemm`), to fp32 summation order (1e-5 of the same magnitude);
 * NaN and infinities exactly where a float matmul has them (docs/packed-format.md); an
   infinity where the exact product plus or minus the bound is beyond fp32 on that side.
 """
@@ -19,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_session
+from conftest import is_int8_path, make_session, reference_gemm
 from tmac_ort import nodes
 from tmac_ort import packing, reference
 
@@ -68,6 +72,27 @@ def table_error_bound(a: np.ndarray, qw) -> np.ndarray:
     return bound + 2.0**-10 * magnitude(a, qw) + 2.0**-140
 
 
+def int8_error_bound(a: np.ndarray, qw) -> np.ndarray:
+    """Worst-case |int8 path - exact| per output [M, N] for finite a (see the module doc)."""
+    geo = qw.geometry
+    a = np.where(np.isfinite(a), a, 0).astype(np.float64)
+    M = a.shape[0]
+    padded = np.zeros((M, geo.K_pad))
+    padded[:, : qw.K] = a
+    w = np.zeros((qw.N, geo.K_pad))
+    w[:, : qw.K] = np.abs(qw.dequantize().astype(np.float64))
+    bound = np.zeros((M, qw.N))
+    for b in range(geo.n_blocks):
+        sl = slice(b * geo.block_k, (b + 1) * geo.block_k)
+        step = np.abs(padded[:, sl]).max(axis=1) / 127
+        bound += (step / 2)[:, None] * w[:, sl].sum(axis=1)[None, :]
+    return bound * (1 + 2.0**-8) + 2.0**-10 * magnitude(a, qw) + 2.0**-140
+
+
+def error_bound(a: np.ndarray, qw, kernel: str) -> np.ndarray:
+    return int8_error_bound(a, qw) if is_int8_path(kernel) else table_error_bound(a, qw)
+
+
 def float_product_specials(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     """What a float matmul gives where A holds NaN or infinities: NaN or +-inf per [M, N], and
     0 where every a is finite.  A NaN, an infinity times a zero weight, or infinities of
@@ -95,7 +120,7 @@ def check(qw, a, kernel, threads=1):
     np.testing.assert_array_equal(y[np.isinf(specials)], specials[np.isinf(specials)], err_msg="infinities differ")
     finite_a = np.where(np.isfinite(a), a, np.float32(0))
     exact = reference.matmul_dequantized(finite_a, qw)
-    bound = table_error_bound(a, qw)
+    bound = error_bound(a, qw, kernel)
     float_max = float(np.finfo(np.float32).max)
     with np.errstate(invalid="ignore"):
         # where exact +- bound reaches beyond fp32, the infinity of that side is within the bound
@@ -103,9 +128,9 @@ def check(qw, a, kernel, threads=1):
         ok = is_special | overflows | (np.abs(y - exact) <= bound)
     if not ok.all():
         m, n = np.argwhere(~ok)[0]
-        raise AssertionError(f"{(~ok).sum()} outputs beyond the table bound; first [{m}, {n}]: "
+        raise AssertionError(f"{(~ok).sum()} outputs beyond the error bound; first [{m}, {n}]: "
                              f"got {y[m, n]!r}, exact {exact[m, n]!r}, bound {bound[m, n]!r}")
-    ref = reference.lut_gemm(a, qw).astype(np.float64)
+    ref = reference_gemm(kernel)(a, qw).astype(np.float64)
     with np.errstate(invalid="ignore"):
         close = is_special | overflows | (np.abs(y - ref) <= 1e-5 * magnitude(a, qw) + 2.0**-140)
     assert close.all(), f"{(~close).sum()} outputs differ from the reference of the kernel arithmetic"

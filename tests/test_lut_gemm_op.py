@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import make_session
+from conftest import make_session, reference_gemm
 from tmac_ort import nodes, packing, reference
 
 
@@ -26,8 +26,8 @@ def run(qw, a, threads=1, dtype=np.float32, bias=None, kernel=None):
     return sess.run(None, {"A": a.astype(dtype)})[0]
 
 
-def assert_matches_reference(y, a2d, qw, bias=None, tol=1e-5):
-    ref = reference.lut_gemm(a2d, qw, bias)
+def assert_matches_reference(y, a2d, qw, bias=None, tol=1e-5, kernel=None):
+    ref = reference_gemm(kernel)(a2d, qw, bias)
     scale = float(np.abs(ref).max()) + 1e-6
     np.testing.assert_allclose(y.reshape(ref.shape), ref, rtol=0, atol=tol * scale * np.sqrt(qw.K / 64))
 
@@ -39,7 +39,7 @@ def test_bits_groups_and_zero_points_match_reference(rng, bits, group, quant, ke
     K, N = 512, 100  # N is not a multiple of the 32-channel tile
     qw = quantized(rng, N, K, bits, K if group == "K" else group, quant)
     a = rng.standard_normal((3, K)).astype(np.float32)
-    assert_matches_reference(run(qw, a, kernel=kernel), a, qw)
+    assert_matches_reference(run(qw, a, kernel=kernel), a, qw, kernel=kernel)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -105,7 +105,7 @@ def test_zero_points_that_are_all_the_default_take_the_symmetric_path(rng, bits,
                                        zero_points=np.full(implicit.scales.shape, 1 << (bits - 1), np.uint8))
     a = rng.standard_normal((2, 512)).astype(np.float32)
     y = run(explicit, a, kernel=kernel)
-    assert_matches_reference(y, a, explicit)
+    assert_matches_reference(y, a, explicit, kernel=kernel)
     np.testing.assert_array_equal(y, run(implicit, a, kernel=kernel))
 
 
@@ -117,12 +117,33 @@ def test_thread_count_does_not_change_results(rng):
 
 @pytest.mark.parametrize("quant", ["symmetric", "asymmetric"])
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
-def test_every_kernel_agrees_with_the_scalar_reference_kernel(rng, bits, quant, kernel):
+def test_every_kernel_agrees_with_the_scalar_reference_kernel(rng, bits, quant, lookup_kernel):
     qw = quantized(rng, 96, 1024, bits, 128, quant)
     a = rng.standard_normal((4, 1024)).astype(np.float32)
-    y = run(qw, a, kernel=kernel)
+    y = run(qw, a, kernel=lookup_kernel)
     y_scalar = run(qw, a, kernel="scalar")
     np.testing.assert_allclose(y, y_scalar, rtol=1e-5, atol=1e-5 * np.abs(y_scalar).max())
+
+
+def test_kernels_with_an_int8_path_take_it_from_their_row_count_by_default(rng):
+    """Without tmac.int8_min_rows a kernel looks up tables below its int8_min_rows rows and
+    takes its int8 path from there; 0 turns the int8 path off."""
+    import tmac_ort
+
+    kernels = [k for k in tmac_ort.kernel_registry() if k.int8_min_rows and k.available]
+    if not kernels:
+        pytest.skip("no kernel of this CPU has an int8 path")
+    qw = quantized(rng, 64, 512, 4, 128, "asymmetric")
+    for k in kernels:
+        model = nodes.make_lut_gemm_model(qw).SerializeToString()
+        for rows, ref in [(k.int8_min_rows - 1, reference.lut_gemm), (k.int8_min_rows, reference.int8_gemm)]:
+            a = rng.standard_normal((rows, 512)).astype(np.float32)
+            y = tmac_ort.make_session(model, kernel=k.name).run(None, {"A": a})[0]
+            np.testing.assert_allclose(y, ref(a, qw), rtol=0, atol=1e-5 * np.abs(y).max())
+            other = reference.int8_gemm if ref is reference.lut_gemm else reference.lut_gemm
+            assert np.abs(y - other(a, qw)).max() > 1e-4 * np.abs(y).max()  # the two paths differ here
+        off = tmac_ort.make_session(model, kernel=k.name, int8_min_rows=0).run(None, {"A": a})[0]
+        np.testing.assert_allclose(off, reference.lut_gemm(a, qw), rtol=0, atol=1e-5 * np.abs(off).max())
 
 
 def test_error_against_exact_product_is_that_of_int8_tables(rng):
@@ -187,7 +208,7 @@ def test_scales_far_outside_fp16_range_keep_their_precision(rng, magnitude, kern
     qw = packing.quantize_rtn(w, 4, 64, symmetric=False)
     a = rng.standard_normal((2, 256)).astype(np.float32)
     y = run(qw, a, kernel=kernel)
-    assert_matches_reference(y, a, qw)
+    assert_matches_reference(y, a, qw, kernel=kernel)
     exact = reference.matmul_dequantized(a, qw)
     assert np.mean((y - exact) ** 2) / np.mean(exact**2) < 3e-4
 

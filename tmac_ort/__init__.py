@@ -35,16 +35,20 @@ def get_library_path() -> str:
 
 
 KERNEL_CONFIG_KEY = "tmac.kernel"
+INT8_MIN_ROWS_CONFIG_KEY = "tmac.int8_min_rows"
 
 
 def session_options(intra_op_num_threads: int | None = None, base=None, kernel: str | None = None,
-                    library: str | None = None):
+                    library: str | None = None, int8_min_rows: int | None = None):
     """`onnxruntime.SessionOptions` with the LutGemm library registered.
 
     `base` is an existing SessionOptions to extend (it is modified and returned).  `kernel`
     names the ISA kernel the session's LutGemm nodes run (one of `available_kernels()`);
     by default the environment variable TMAC_ORT_KERNEL, else the best this CPU has.
     `library` registers another build of the op library instead of this package's.
+    `int8_min_rows`: calls of at least this many rows take the kernel's int8 path (prefill;
+    kernels with a dot product only), 0 never; by default the kernel's own choice
+    (`KernelInfo.int8_min_rows`).
     """
     import onnxruntime as ort
 
@@ -53,16 +57,18 @@ def session_options(intra_op_num_threads: int | None = None, base=None, kernel: 
         options.intra_op_num_threads = intra_op_num_threads
     if kernel is not None:
         options.add_session_config_entry(KERNEL_CONFIG_KEY, kernel)
+    if int8_min_rows is not None:
+        options.add_session_config_entry(INT8_MIN_ROWS_CONFIG_KEY, str(int8_min_rows))
     options.register_custom_ops_library(library or get_library_path())
     return options
 
 
 def make_session(model, threads: int = 1, kernel: str | None = None, library: bool | str = True,
-                 config: dict[str, str] | None = None):
+                 config: dict[str, str] | None = None, int8_min_rows: int | None = None):
     """The one way this project opens an `onnxruntime.InferenceSession` (CPU): `model` is a path,
     a ModelProto or serialized bytes; `library` True registers this package's op library, a
     path registers that build instead (benchmarks compare builds), False none (plain ORT);
-    `config` adds session config entries."""
+    `config` adds session config entries; `kernel` and `int8_min_rows` as `session_options`."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -71,7 +77,8 @@ def make_session(model, threads: int = 1, kernel: str | None = None, library: bo
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
     if library:
-        session_options(base=options, kernel=kernel, library=None if library is True else str(library))
+        session_options(base=options, kernel=kernel, library=None if library is True else str(library),
+                        int8_min_rows=int8_min_rows)
     if hasattr(model, "SerializeToString"):
         model = model.SerializeToString()
     elif not isinstance(model, bytes):
@@ -85,6 +92,7 @@ class KernelInfo:
 
     name: str
     unavailable: str  # why this process cannot run it ("" when it can)
+    int8_min_rows: int = 0  # from how many rows it takes its int8 path by default (0: it has none)
 
     @property
     def available(self) -> bool:
@@ -96,16 +104,18 @@ def _registry(kernel: str | None) -> tuple[tuple[KernelInfo, ...], str]:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    outputs = ["names", "unavailable", "selected"]
-    node = helper.make_node("Kernels", [], outputs, domain=DOMAIN)
+    outputs = {"names": TensorProto.STRING, "unavailable": TensorProto.STRING, "selected": TensorProto.STRING,
+               "int8_min_rows": TensorProto.INT64}
+    node = helper.make_node("Kernels", [], list(outputs), domain=DOMAIN)
     graph = helper.make_graph([node], "tmac_kernels", [],
-                              [helper.make_tensor_value_info(o, TensorProto.STRING, None) for o in outputs])
+                              [helper.make_tensor_value_info(o, t, None) for o, t in outputs.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(DOMAIN, 1)],
                               ir_version=10)
     sess = ort.InferenceSession(model.SerializeToString(), session_options(1, kernel=kernel),
                                 providers=["CPUExecutionProvider"])
-    names, unavailable, selected = sess.run(None, {})
-    return tuple(KernelInfo(str(n), str(u)) for n, u in zip(names, unavailable)), str(selected[0])
+    names, unavailable, selected, int8_rows = sess.run(None, {})
+    return (tuple(KernelInfo(str(n), str(u), int(r)) for n, u, r in zip(names, unavailable, int8_rows)),
+            str(selected[0]))
 
 
 def kernel_registry() -> tuple[KernelInfo, ...]:
@@ -123,5 +133,5 @@ def selected_kernel(kernel: str | None = None) -> str:
     return _registry(kernel)[1]
 
 
-__all__ = ["DOMAIN", "OP_TYPE", "OPSET_VERSION", "KERNEL_CONFIG_KEY", "KernelInfo", "available_kernels",
-           "get_library_path", "kernel_registry", "make_session", "selected_kernel", "session_options"]
+__all__ = ["DOMAIN", "OP_TYPE", "OPSET_VERSION", "KERNEL_CONFIG_KEY", "INT8_MIN_ROWS_CONFIG_KEY", "KernelInfo",
+           "available_kernels", "get_library_path", "kernel_registry", "make_session", "selected_kernel", "session_options"]

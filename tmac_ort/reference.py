@@ -2,7 +2,8 @@
 
 `build_tables` and `lut_gemm` reproduce the kernel's arithmetic (block exponents, int8
 tables, integer lookups, fp16 per-group scales in per-channel power-of-two units, fp32
-accumulation, the non-finite rule) so the C++ kernels can be checked tightly;
+accumulation, the non-finite rule) so the C++ kernels can be checked tightly, and
+`quantize_int8` and `int8_gemm` the int8 path that kernels with a dot product take for prefill;
 `matmul_dequantized` is the exact math the op approximates (A @ dequantize(W)^T).
 docs/packed-format.md states the arithmetic.
 """
@@ -124,6 +125,61 @@ def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) 
             total += looked_up.astype(np.int64).sum(axis=2) << p
         g = geo.group_of_block(b)
         y += total * (scales[:, g][None, :] * half_scale[:, b][:, None]) + constant[:, g][None, :] * block_sum[:, b][:, None]
+    out = np.ldexp(y.astype(np.float32).astype(np.float64), row_exponent[:, None] + u[None, :])
+    with np.errstate(over="ignore"):
+        out = out.astype(np.float32)
+    if bias is not None:
+        out += np.asarray(bias, dtype=np.float32)
+    return _add_non_finite_terms(a, w, out)
+
+
+def quantize_int8(a: np.ndarray, geo: Geometry):
+    """Activation rows a[M, K] as the int8 path quantises them: values int8 [M, K_pad], half
+    steps [M, n_blocks] in units of 2^R[m], integer block sums [M, n_blocks], and R [M].
+
+    Block b is scaled by 2^-E (as for tables), then multiplied by 127 / (its largest finite
+    |a| times 2^-E) and rounded half to even; NaN and infinities count as 0.
+    """
+    a = np.asarray(a, dtype=np.float32)
+    M = a.shape[0]
+    padded = np.zeros((M, geo.K_pad), dtype=np.float32)
+    padded[:, : geo.K] = np.where(np.isfinite(a), a, np.float32(0))
+    block_of_k = np.arange(geo.K_pad) // geo.block_k
+    max_abs = np.zeros((M, geo.n_blocks), dtype=np.float32)
+    np.maximum.at(max_abs, (slice(None), block_of_k), np.abs(padded))
+    exponent = np.clip(_exponent(max_abs), MIN_BLOCK_EXPONENT, MAX_BLOCK_EXPONENT)
+    exponent[max_abs == 0] = 0
+    scaled = np.ldexp(padded, -exponent[:, block_of_k]).astype(np.float32)  # exact
+    max_scaled = np.ldexp(max_abs, -exponent).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(max_scaled > 0, np.float32(127) / max_scaled, np.float32(0)).astype(np.float32)
+    values = np.clip(np.rint((scaled * inv[:, block_of_k]).astype(np.float32)), -127, 127).astype(np.int8)
+    block_sum = np.zeros((M, geo.n_blocks), dtype=np.int64)
+    np.add.at(block_sum, (slice(None), block_of_k), values.astype(np.int64))
+    row_exponent = exponent.max(axis=1)
+    half_step = np.ldexp(max_scaled / np.float32(254), exponent - row_exponent[:, None]).astype(np.float32)
+    return values, half_step, block_sum, row_exponent
+
+
+def int8_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) -> np.ndarray:
+    """LutGemm's int8 path (prefill on kernels with a dot product) exactly as the kernels compute
+    it, up to fp32 summation order: per block and channel
+    half_step * (s' (2 P - (2^bits - 1) block_sum) + 2 c' block_sum), P = sum_k q values."""
+    geo = w.geometry
+    a = np.asarray(a, dtype=np.float32)
+    values, half_step, block_sum, row_exponent = quantize_int8(a, geo)
+    M = a.shape[0]
+    q = np.zeros((w.N, geo.K_pad), dtype=np.int64)
+    q[:, : w.K] = w.q
+    scales, constant, u = channel_units(w)
+    levels = (1 << w.bits) - 1
+    y = np.zeros((M, w.N), dtype=np.float64)
+    for b in range(geo.n_blocks):
+        sl = slice(b * geo.block_k, min((b + 1) * geo.block_k, geo.K_pad))
+        P = values[:, sl].astype(np.int64) @ q[:, sl].T  # [M, N]
+        g = geo.group_of_block(b)
+        bs = block_sum[:, b][:, None]
+        y += half_step[:, b][:, None] * (scales[:, g][None, :] * (2 * P - levels * bs) + 2 * constant[:, g][None, :] * bs)
     out = np.ldexp(y.astype(np.float32).astype(np.float64), row_exponent[:, None] + u[None, :])
     with np.errstate(over="ignore"):
         out = out.astype(np.float32)

@@ -95,8 +95,14 @@ float LutGemm::ValueAt(const GroupValues& values, size_t i) const {
 }
 
 LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant,
-                 const std::vector<float>& scales, const std::vector<float>& offsets, const KernelOps& kernel)
-    : quant_(quant), nibble_positions_(NibblePositions(int(geo.bits))), kernel_(kernel) {
+                 const std::vector<float>& scales, const std::vector<float>& offsets, const KernelOps& kernel,
+                 int64_t int8_min_rows)
+    : quant_(quant),
+      nibble_positions_(NibblePositions(int(geo.bits))),
+      kernel_(kernel),
+      int8_min_rows_(kernel.gemm_tiles_int8 == nullptr ? 0
+                     : int8_min_rows == kKernelDefault ? kernel.int8_min_rows
+                                                       : int8_min_rows) {
   weights_.geo = geo;
   weights_.planes = planes;
   AdviseHugePages(planes, size_t(geo.n_tiles) * geo.k_steps * geo.step_bytes());
@@ -163,56 +169,96 @@ void LutGemm::Run(const float* a, int64_t rows, const float* bias, float* y,
                   const ParallelRunner& parallel) const {
   const Geometry& g = weights_.geo;
   if (rows <= 0) return;
+  thread_local std::vector<char> row_finite;  // (the calling thread's; workers write through a pointer)
+  row_finite.resize(size_t(rows));
+  const OutputRows out{y, g.N, bias};
+  if (int8_min_rows_ > 0 && rows >= int8_min_rows_) {
+    RunInt8(a, rows, row_finite.data(), out, parallel);
+  } else {
+    RunTables(a, rows, row_finite.data(), out, parallel);
+  }
+  for (int64_t m = 0; m < rows; ++m)
+    if (!row_finite[m]) AddNonFiniteTerms(a + m * g.K, y + m * g.N);
+}
+
+void LutGemm::ForTileChunks(const ParallelRunner& parallel, const std::function<void(int64_t, int64_t)>& tiles) const {
+  // Tiles are split into chunks; each chunk runs all rows so a tile's weights are read from
+  // memory once and reused from cache for the following rows.
+  const int64_t n_tiles = weights_.geo.n_tiles;
+  const int64_t chunks = std::min<int64_t>(n_tiles, 64);
+  parallel(size_t(chunks), [&](size_t c) { tiles(n_tiles * int64_t(c) / chunks, n_tiles * int64_t(c + 1) / chunks); });
+}
+
+// Block units -> one unit per row, 2^R with R the row's largest block exponent: blocks far
+// below the row's largest may underflow here, as their share of the sum would in fp32.
+// Returns 2^R.
+static double ToRowUnits(int64_t n_blocks, const int32_t* exponent, float* a, float* b) {
+  const int32_t r = *std::max_element(exponent, exponent + n_blocks);
+  for (int64_t i = 0; i < n_blocks; ++i) {
+    a[i] = std::ldexp(a[i], exponent[i] - r);
+    if (b != nullptr) b[i] = std::ldexp(b[i], exponent[i] - r);
+  }
+  return std::ldexp(1.0, r);
+}
+
+void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const OutputRows& out,
+                        const ParallelRunner& parallel) const {
+  const Geometry& g = weights_.geo;
   // Scratch belongs to the calling thread; workers only write through pointers into it.
   thread_local std::vector<int8_t> tables;
   thread_local std::vector<float> block_info;
   thread_local std::vector<int32_t> block_exponent;
   thread_local std::vector<double> row_scale;
-  thread_local std::vector<char> row_finite;
   const size_t table_row = size_t(g.k_steps) * 2 * kTableBytes;
   tables.resize(table_row * rows);
   block_info.resize(size_t(2) * g.n_blocks * rows);
   block_exponent.resize(size_t(g.n_blocks) * rows);
   row_scale.resize(size_t(rows));
-  row_finite.resize(size_t(rows));
   // (thread_local names inside the lambdas below would be the worker's own: use pointers)
   float* half_scale = block_info.data();
   float* block_sum = block_info.data() + g.n_blocks * rows;
   int32_t* exponents = block_exponent.data();
   double* row_scales = row_scale.data();
-  char* finite = row_finite.data();
   int8_t* tables_data = tables.data();
   auto build_row = [&](size_t m) {
     const size_t at = m * size_t(g.n_blocks);
     const RowTables row{tables_data + m * table_row, half_scale + at, block_sum + at, exponents + at};
     finite[m] = kernel_.build_tables(g, a + m * g.K, row);
-    // Block units -> one unit per row, 2^R with R the largest block exponent: blocks far
-    // below the row's largest may underflow here, as their share of the sum would in fp32.
-    const int32_t r = *std::max_element(row.block_exponent, row.block_exponent + g.n_blocks);
-    for (int64_t b = 0; b < g.n_blocks; ++b) {
-      row.half_scale[b] = std::ldexp(row.half_scale[b], row.block_exponent[b] - r);
-      row.block_sum[b] = std::ldexp(row.block_sum[b], row.block_exponent[b] - r);
-    }
-    row_scales[m] = std::ldexp(1.0, r);
+    row_scales[m] = ToRowUnits(g.n_blocks, row.block_exponent, row.half_scale, row.block_sum);
   };
   if (rows == 1) {
     build_row(0);
   } else {
     parallel(size_t(rows), build_row);
   }
-
   const ActivationTables act{rows, tables_data, half_scale, block_sum, row_scales};
-  const OutputRows out{y, g.N, bias};
-  // Tiles are split into chunks; each chunk runs all rows so a tile's weights are read from
-  // memory once and reused from cache for the following rows.
-  const int64_t chunks = std::min<int64_t>(g.n_tiles, 64);
-  parallel(size_t(chunks), [&](size_t c) {
-    const int64_t begin = g.n_tiles * int64_t(c) / chunks;
-    const int64_t end = g.n_tiles * int64_t(c + 1) / chunks;
-    kernel_.gemm_tiles(weights_, act, begin, end, out);
+  ForTileChunks(parallel, [&](int64_t begin, int64_t end) { kernel_.gemm_tiles(weights_, act, begin, end, out); });
+}
+
+void LutGemm::RunInt8(const float* a, int64_t rows, char* finite, const OutputRows& out,
+                      const ParallelRunner& parallel) const {
+  const Geometry& g = weights_.geo;
+  thread_local std::vector<int8_t> values;
+  thread_local std::vector<float> half_step;
+  thread_local std::vector<int32_t> block_ints;  // sums, then exponents
+  thread_local std::vector<double> row_scale;
+  values.resize(size_t(g.K_pad) * rows);
+  half_step.resize(size_t(g.n_blocks) * rows);
+  block_ints.resize(size_t(2) * g.n_blocks * rows);
+  row_scale.resize(size_t(rows));
+  int8_t* values_data = values.data();
+  float* half_steps = half_step.data();
+  int32_t* block_sums = block_ints.data();
+  int32_t* exponents = block_ints.data() + g.n_blocks * rows;
+  double* row_scales = row_scale.data();
+  parallel(size_t(rows), [&](size_t m) {
+    const size_t at = m * size_t(g.n_blocks);
+    const Int8Row row{values_data + m * g.K_pad, half_steps + at, block_sums + at, exponents + at};
+    finite[m] = kernel_.quantize_row(g, a + m * g.K, row);
+    row_scales[m] = ToRowUnits(g.n_blocks, row.block_exponent, row.half_step, nullptr);
   });
-  for (int64_t m = 0; m < rows; ++m)
-    if (!finite[m]) AddNonFiniteTerms(a + m * g.K, y + m * g.N);
+  const Int8Rows act{rows, g.K_pad, values_data, half_steps, block_sums, row_scales};
+  ForTileChunks(parallel, [&](int64_t begin, int64_t end) { kernel_.gemm_tiles_int8(weights_, act, begin, end, out); });
 }
 
 }  // namespace tmac

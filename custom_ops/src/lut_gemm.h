@@ -38,8 +38,11 @@ class LutGemm {
   // `planes` and `quant` must outlive this object (they are the session's initializers).
   // `scales` and `offsets` are quant's values as float32 (ToFloats; offsets empty when absent):
   // the preparation reads them, and the op glue has made them already to check them.
+  // `int8_min_rows`: calls of at least this many rows take the kernel's int8 path (where it
+  // has one); 0 never; kKernelDefault: the kernel's own choice (KernelOps::int8_min_rows).
+  static constexpr int64_t kKernelDefault = -1;
   LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& quant, const std::vector<float>& scales,
-          const std::vector<float>& offsets, const KernelOps& kernel);
+          const std::vector<float>& offsets, const KernelOps& kernel, int64_t int8_min_rows = kKernelDefault);
 
   // Y[M, N] = A[M, K] * W^T (+ bias).  A, Y and bias are float32.
   void Run(const float* a, int64_t rows, const float* bias, float* y, const ParallelRunner& parallel) const;
@@ -48,6 +51,12 @@ class LutGemm {
   const KernelOps& kernel() const { return kernel_; }
 
  private:
+  // The two ways of a call: lookup tables per row, or int8 rows and a dot product.
+  void RunTables(const float* a, int64_t rows, char* finite, const OutputRows& out, const ParallelRunner& parallel) const;
+  void RunInt8(const float* a, int64_t rows, char* finite, const OutputRows& out, const ParallelRunner& parallel) const;
+  // Runs tiles(begin, end) over the tiles in chunks, in parallel.
+  void ForTileChunks(const ParallelRunner& parallel, const std::function<void(int64_t, int64_t)>& tiles) const;
+
   // w[n, k] in fp32 as MatMulNBits dequantises it: s * (q - z) or s * q + o.
   float Dequantized(int64_t n, int64_t k) const;
   // y[n] += a[k] * w[n, k] for every k whose a[k] is NaN or infinite (see docs/packed-format.md).
@@ -60,6 +69,7 @@ class LutGemm {
   QuantParams quant_;
   std::vector<NibblePosition> nibble_positions_;  // for Dequantized
   const KernelOps& kernel_;
+  int64_t int8_min_rows_;  // 0: no int8 path
 };
 
 }  // namespace tmac

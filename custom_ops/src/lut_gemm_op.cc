@@ -119,7 +119,8 @@ class NodeReader {
 };
 
 // Validates the node and prepares the weights; returns null and sets `error` on bad input.
-std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& kernel, std::string* error) {
+std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& kernel, int64_t int8_min_rows,
+                                    std::string* error) {
   int64_t K, N, bits, group_size, layout_version;
   if (!node.ReadInt("K", &K, error) || !node.ReadInt("N", &N, error) || !node.ReadInt("bits", &bits, error) ||
       !node.ReadInt("group_size", &group_size, error) || !node.ReadInt("layout_version", &layout_version, error))
@@ -179,7 +180,7 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
   }
   QuantParams quant{scales, static_cast<const uint8_t*>(zero_points.data), offsets};
   return std::make_unique<LutGemm>(geo, static_cast<const uint8_t*>(planes.data), quant, scale_values, offset_values,
-                                   kernel);
+                                   kernel, int8_min_rows);
 }
 
 OrtStatusPtr MakeStatus(OrtErrorCode code, const std::string& message) {
@@ -210,7 +211,7 @@ OrtStatusPtr LutGemmOp<T>::CreateKernelV2(const OrtApi&, const OrtKernelInfo* in
   std::string error;
   try {
     NodeReader node(Ort::GetApi(), info);
-    std::unique_ptr<LutGemm> gemm = CreateGemm(node, kernel_->ops(), &error);
+    std::unique_ptr<LutGemm> gemm = CreateGemm(node, kernel_->ops(), int8_min_rows_, &error);
     if (!gemm) return MakeStatus(ORT_INVALID_ARGUMENT, error);
     *kernel = new LutGemmNode<T>(std::move(gemm), node.name());
     return nullptr;
@@ -341,6 +342,8 @@ OrtStatusPtr KernelsNode::ComputeV2(OrtKernelContext* context) {
     ctx.GetOutput(1, &n, 1).FillStringTensor(reason_ptrs.data(), count);
     const char* selected = selected_->name;
     ctx.GetOutput(2, &one, 1).FillStringTensor(&selected, 1);
+    int64_t* int8_rows = ctx.GetOutput(3, &n, 1).GetTensorMutableData<int64_t>();
+    for (size_t i = 0; i < count; ++i) int8_rows[i] = kernels[i].ops().int8_min_rows;
     return nullptr;
   } catch (const std::exception& e) {
     return MakeStatus(ORT_RUNTIME_EXCEPTION, std::string("com.tmac.Kernels: ") + e.what());

@@ -17,6 +17,9 @@ constexpr const char* kKernelsOpName = "Kernels";
 // Session option naming the kernel every LutGemm of the session runs (default: TMAC_ORT_KERNEL,
 // else the best one this CPU has).
 constexpr const char* kKernelConfigKey = "tmac.kernel";
+// Session option: calls of at least this many rows take the kernel's int8 path, where it has
+// one; 0 never (default: the kernel's own choice, KernelOps::int8_min_rows).
+constexpr const char* kInt8MinRowsConfigKey = "tmac.int8_min_rows";
 
 // Inputs, in node order.
 enum Input : size_t { kA = 0, kPackedWeights, kScales, kZeroPoints, kOffsets, kBias, kInputCount };
@@ -38,7 +41,7 @@ struct LutGemmNode {
 // registry (sessions keep pointers to ops: they live for the whole process).
 template <typename T>
 struct LutGemmOp : Ort::CustomOpBase<LutGemmOp<T>, LutGemmNode<T>, /*WithStatus=*/true> {
-  explicit LutGemmOp(const KernelEntry* kernel) : kernel_(kernel) {
+  LutGemmOp(const KernelEntry* kernel, int64_t int8_min_rows) : kernel_(kernel), int8_min_rows_(int8_min_rows) {
     // Set directly rather than through CustomOpBase::SetShapeInferFn (see InferShape).
     OrtCustomOp::InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* ctx) { return InferShape(ctx); };
   }
@@ -56,11 +59,13 @@ struct LutGemmOp : Ort::CustomOpBase<LutGemmOp<T>, LutGemmNode<T>, /*WithStatus=
 
  private:
   const KernelEntry* kernel_;
+  int64_t int8_min_rows_;  // LutGemm::kKernelDefault unless the session option sets it
 };
 
-// com.tmac.Kernels: no inputs; outputs the registry as string tensors [n], best first:
-// `names`, `unavailable` (why a kernel cannot run in this process, "" when it can) and
-// `selected` ([1]: the kernel this session's LutGemm nodes run).  tmac_ort.kernel_registry()
+// com.tmac.Kernels: no inputs; outputs the registry as tensors [n], best first: `names`,
+// `unavailable` (why a kernel cannot run in this process, "" when it can), `selected` ([1]:
+// the kernel this session's LutGemm nodes run) and `int8_min_rows` (int64: from how many rows
+// a kernel takes its int8 path by default, 0 where it has none).  tmac_ort.kernel_registry()
 // reads it.
 struct KernelsNode {
   explicit KernelsNode(const KernelEntry* selected) : selected_(selected) {}
@@ -79,8 +84,10 @@ struct KernelsOp : Ort::CustomOpBase<KernelsOp, KernelsNode, /*WithStatus=*/true
   const char* GetName() const { return kKernelsOpName; }
   size_t GetInputTypeCount() const { return 0; }
   ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING; }
-  size_t GetOutputTypeCount() const { return 3; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING; }
+  size_t GetOutputTypeCount() const { return 4; }
+  ONNXTensorElementDataType GetOutputType(size_t index) const {
+    return index == 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 : ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING;
+  }
 
  private:
   const KernelEntry* kernel_;

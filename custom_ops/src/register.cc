@@ -7,30 +7,48 @@
 
 namespace {
 
-// The com.tmac domain whose ops run `kernel`.  Ops and domains live for the whole process
-// (sessions keep pointers to them): one set per kernel of the registry, made on first use.
+// The com.tmac domain whose ops run `kernel` (int8 path from `int8_min_rows`).  Ops and
+// domains live for the whole process (sessions keep pointers to them): one set per choice,
+// made on first use.
 struct KernelDomain {
-  explicit KernelDomain(const tmac::KernelEntry* kernel)
-      : kernel(kernel), op_float(kernel), op_half(kernel), kernels_op(kernel), domain(tmac::kDomain) {
+  KernelDomain(const tmac::KernelEntry* kernel, int64_t int8_min_rows)
+      : kernel(kernel),
+        int8_min_rows(int8_min_rows),
+        op_float(kernel, int8_min_rows),
+        op_half(kernel, int8_min_rows),
+        kernels_op(kernel),
+        domain(tmac::kDomain) {
     domain.Add(&op_float);
     domain.Add(&op_half);
     domain.Add(&kernels_op);
   }
   const tmac::KernelEntry* kernel;
+  int64_t int8_min_rows;
   tmac::LutGemmOp<float> op_float;
   tmac::LutGemmOp<Ort::Float16_t> op_half;
   tmac::KernelsOp kernels_op;
   Ort::CustomOpDomain domain;
 };
 
-Ort::CustomOpDomain& DomainFor(const tmac::KernelEntry* kernel) {
+Ort::CustomOpDomain& DomainFor(const tmac::KernelEntry* kernel, int64_t int8_min_rows) {
   static std::mutex mutex;
   static std::vector<std::unique_ptr<KernelDomain>>* domains = new std::vector<std::unique_ptr<KernelDomain>>();
   std::lock_guard<std::mutex> lock(mutex);
   for (auto& d : *domains)
-    if (d->kernel == kernel) return d->domain;
-  domains->push_back(std::make_unique<KernelDomain>(kernel));
+    if (d->kernel == kernel && d->int8_min_rows == int8_min_rows) return d->domain;
+  domains->push_back(std::make_unique<KernelDomain>(kernel, int8_min_rows));
   return domains->back()->domain;
+}
+
+// tmac.int8_min_rows as a count of rows, or LutGemm::kKernelDefault when absent; false when
+// it is not a non-negative integer.
+bool ReadInt8MinRows(Ort::UnownedSessionOptions& options, int64_t* rows) {
+  *rows = tmac::LutGemm::kKernelDefault;
+  if (!options.HasConfigEntry(tmac::kInt8MinRowsConfigKey)) return true;
+  const std::string value = options.GetConfigEntry(tmac::kInt8MinRowsConfigKey);
+  if (value.empty() || value.size() > 12 || value.find_first_not_of("0123456789") != std::string::npos) return false;
+  *rows = std::stoll(value);
+  return true;
 }
 
 }  // namespace
@@ -53,7 +71,12 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
     std::string error;
     const tmac::KernelEntry* kernel = tmac::ChooseKernel(wanted, &error);
     if (kernel == nullptr) return api->CreateStatus(ORT_INVALID_ARGUMENT, ("tmac-ort: " + error).c_str());
-    session_options.Add(DomainFor(kernel));
+    int64_t int8_min_rows;
+    if (!ReadInt8MinRows(session_options, &int8_min_rows))
+      return api->CreateStatus(ORT_INVALID_ARGUMENT, (std::string("tmac-ort: session option ") +
+                                                      tmac::kInt8MinRowsConfigKey + " must be a count of rows (0: never)")
+                                                         .c_str());
+    session_options.Add(DomainFor(kernel, int8_min_rows));
   } catch (const std::exception& e) {
     return api->CreateStatus(ORT_FAIL, e.what());
   }

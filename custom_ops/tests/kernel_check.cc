@@ -54,10 +54,11 @@ std::vector<float> Dequantize(const Case& c) {
   return w;
 }
 
-std::vector<float> RunKernel(const Case& c, const tmac::KernelOps& ops) {
+// The kernel's table lookups, or its int8 path (`int8`), at every row count.
+std::vector<float> RunKernel(const Case& c, const tmac::KernelOps& ops, bool int8 = false) {
   tmac::QuantParams quant{{c.scales.data()}, c.zero_points.empty() ? nullptr : c.zero_points.data(),
                           {c.offsets.empty() ? nullptr : c.offsets.data()}};
-  tmac::LutGemm gemm(c.geo, c.planes.data(), quant, c.scales, c.offsets, ops);
+  tmac::LutGemm gemm(c.geo, c.planes.data(), quant, c.scales, c.offsets, ops, int8 ? 1 : 0);
   std::vector<float> y(size_t(c.M * c.geo.N));
   gemm.Run(c.a.data(), c.M, nullptr, y.data(), [](size_t count, const std::function<void(size_t)>& body) {
     for (size_t i = 0; i < count; ++i) body(i);
@@ -65,8 +66,11 @@ std::vector<float> RunKernel(const Case& c, const tmac::KernelOps& ops) {
   return y;
 }
 
-// Returns an empty string, or what is wrong.
-std::string Check(const Case& c, const std::vector<float>& y, const std::vector<float>& y_scalar) {
+// Returns an empty string, or what is wrong.  The int8 path (`int8`) has its own bound: every
+// activation off by at most half its block's step (largest |a| / 127), so per block the sum
+// is off by at most step / 2 * sum_k |w_k|; it is not compared with the scalar kernel, which
+// has no int8 path (tests/test_exactness.py compares it with its numpy reference).
+std::string Check(const Case& c, const std::vector<float>& y, const std::vector<float>& y_scalar, bool int8 = false) {
   const Geometry& g = c.geo;
   const std::vector<float> w = Dequantize(c);
   const int levels = (1 << g.bits) - 1;
@@ -74,9 +78,14 @@ std::string Check(const Case& c, const std::vector<float>& y, const std::vector<
     const float* a = &c.a[m * g.K];
     // table bound per block: n_quads * step / 2 * levels / 2 * |s|
     std::vector<double> block_step(size_t(g.n_blocks), 0.0), block_quads(size_t(g.n_blocks), 0.0);
+    std::vector<double> int8_step(size_t(g.n_blocks), 0.0);
     for (int64_t k = 0; k < g.K_pad; k += 4) {
       double quad = 0;
-      for (int j = 0; j < 4; ++j) quad += k + j < g.K && std::isfinite(a[k + j]) ? std::fabs(double(a[k + j])) : 0.0;
+      for (int j = 0; j < 4; ++j) {
+        const double v = k + j < g.K && std::isfinite(a[k + j]) ? std::fabs(double(a[k + j])) : 0.0;
+        quad += v;
+        int8_step[k / g.block_k] = std::max(int8_step[k / g.block_k], v / 127);
+      }
       const int64_t b = k / g.block_k;
       block_step[b] = std::max(block_step[b], quad / 127);
       block_quads[b] += 1;
@@ -85,9 +94,11 @@ std::string Check(const Case& c, const std::vector<float>& y, const std::vector<
       double exact = 0, magnitude = 0, bound = 0;
       bool nan = false;
       int inf_sign = 0;
+      double int8_bound = 0;
       for (int64_t k = 0; k < g.K; ++k) {
         const size_t i = size_t(n * g.n_groups + k / g.group_size);
         const double wk = w[n * g.K + k];
+        int8_bound += int8_step[k / g.block_k] / 2 * std::fabs(wk);
         if (!std::isfinite(a[k])) {
           const double t = double(a[k]) * wk;
           if (std::isnan(t) || (inf_sign && (t > 0 ? 1 : -1) != inf_sign)) nan = true;
@@ -103,6 +114,7 @@ std::string Check(const Case& c, const std::vector<float>& y, const std::vector<
       for (int64_t b = 0; b < g.n_blocks; ++b)
         bound += block_quads[b] * block_step[b] / 2 * levels / 2 *
                  std::fabs(double(c.scales[n * g.n_groups + g.group_of_block(b)]));
+      if (int8) bound = int8_bound * (1 + std::ldexp(1.0, -8));
       bound += std::ldexp(magnitude, -10) + std::ldexp(1.0, -140);
       const double got = y[m * g.N + n], scalar = y_scalar[m * g.N + n];
       const std::string at = "row " + std::to_string(m) + " channel " + std::to_string(n) + ": got " +
@@ -114,8 +126,8 @@ std::string Check(const Case& c, const std::vector<float>& y, const std::vector<
       }
       const double float_max = 3.4028234663852886e38;
       if ((got == INFINITY && exact + bound >= float_max) || (got == -INFINITY && exact - bound <= -float_max)) continue;
-      if (!(std::fabs(got - exact) <= bound)) return at + ", beyond the table bound " + std::to_string(bound);
-      if (!(std::fabs(got - scalar) <= 1e-5 * magnitude + std::ldexp(1.0, -140)))
+      if (!(std::fabs(got - exact) <= bound)) return at + ", beyond the error bound " + std::to_string(bound);
+      if (!int8 && !(std::fabs(got - scalar) <= 1e-5 * magnitude + std::ldexp(1.0, -140)))
         return at + ", scalar kernel " + std::to_string(scalar);
     }
   }
@@ -243,19 +255,24 @@ int main(int argc, char** argv) {
       std::printf("%-14s skipped: %s\n", kernels[i].name, unavailable.c_str());
       continue;
     }
-    int ok = 0;
-    for (const Case& c : cases) {
-      std::string why = CheckTables(c, kernels[i].ops());
-      if (why.empty()) why = Check(c, RunKernel(c, kernels[i].ops()), RunKernel(c, *scalar));
-      if (why.empty()) {
-        ++ok;
-      } else {
-        std::printf("FAILED %s: %s: %s\n", kernels[i].name, c.name.c_str(), why.c_str());
-        ++failed;
+    const tmac::KernelOps& ops = kernels[i].ops();
+    for (bool int8 : {false, true}) {
+      if (int8 && ops.gemm_tiles_int8 == nullptr) continue;
+      const std::string name = std::string(kernels[i].name) + (int8 ? "+int8" : "");
+      int ok = 0;
+      for (const Case& c : cases) {
+        std::string why = int8 ? "" : CheckTables(c, ops);
+        if (why.empty()) why = Check(c, RunKernel(c, ops, int8), RunKernel(c, *scalar), int8);
+        if (why.empty()) {
+          ++ok;
+        } else {
+          std::printf("FAILED %s: %s: %s\n", name.c_str(), c.name.c_str(), why.c_str());
+          ++failed;
+        }
       }
+      passed += ok;
+      std::printf("%-15s %d of %zu cases within the bounds\n", name.c_str(), ok, cases.size());
     }
-    passed += ok;
-    std::printf("%-14s %d of %zu cases within the bounds\n", kernels[i].name, ok, cases.size());
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;

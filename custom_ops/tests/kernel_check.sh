@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds custom_ops/tests/kernel_check.cc with every kernel of a target and runs it.
-#   kernel_check.sh native    this machine's compiler and CPU (x86-64: scalar and AVX2)
+#   kernel_check.sh native    this machine's compiler and CPU (x86-64: scalar, AVX2, AVX-512 VNNI)
 #   kernel_check.sh aarch64   Debian's aarch64 cross compiler, run under qemu-user twice:
 #                             -cpu cortex-a53 (no dot product) and -cpu max (dot product);
 #                             AARCH64_CXX="clang++ --target=aarch64-linux-gnu" builds with clang
@@ -19,7 +19,9 @@ case "${1:-native}" in
     objs=()
     if [[ "$(uname -m)" == x86_64 ]]; then
       "$cxx" -std=c++17 -O2 -c -mavx2 -mfma -mf16c -DTMAC_HAVE_AVX2=1 -I"$src" "$src/kernels/lut_avx2.cc" -o "$out/lut_avx2.o"
-      objs=("$out/lut_avx2.o" -DTMAC_HAVE_AVX2=1)
+      "$cxx" -std=c++17 -O2 -c -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi \
+        -DTMAC_HAVE_AVX2=1 -I"$src" "$src/kernels/lut_avx512vnni.cc" -o "$out/lut_avx512vnni.o"
+      objs=("$out/lut_avx2.o" "$out/lut_avx512vnni.o" -DTMAC_HAVE_AVX2=1)
     elif [[ "$(uname -m)" == aarch64 || "$(uname -m)" == arm64 ]]; then
       "$cxx" -std=c++17 -O2 -c -march=armv8.2-a+dotprod -DTMAC_HAVE_NEON=1 -I"$src" "$src/kernels/lut_neon_dotprod.cc" -o "$out/lut_neon_dotprod.o"
       objs=("$out/lut_neon_dotprod.o" "$src/kernels/lut_neon.cc" -DTMAC_HAVE_NEON=1)

@@ -66,6 +66,37 @@ struct OutputRows {
   const float* bias = nullptr;
 };
 
+// The int8 path (prefill): each activation row quantised to int8 per block, multiplied with
+// the weights decoded per tile to 8-bit integers by a dot-product instruction, instead of
+// table lookups.  For M rows a tile's weights are decoded once and used M times, so from a
+// few rows on it is cheaper than a lookup per row (kernels with a dot product only).
+// Block b of a row: a[k] ~ 2^E[b] * step[b] * values[k] with step = (largest finite |a| /
+// 2^E) / 127 and values in [-127, 127].
+//   values         [K_pad]     int8, 0 beyond K and for NaN and infinities
+//   half_step      [n_blocks]  step / 2, in units of 2^E[b]
+//   block_sum      [n_blocks]  sum of the block's values (an integer: no rounding)
+//   block_exponent [n_blocks]  E[b] (as for tables)
+struct Int8Row {
+  int8_t* values = nullptr;
+  float* half_step = nullptr;
+  int32_t* block_sum = nullptr;
+  int32_t* block_exponent = nullptr;
+};
+
+// M rows as the int8 tile kernels read them; half_step in units of 2^R[m] (rescaled by the
+// driver, as for tables).  Tile kernels sum per block and channel
+//   Y'[m, n] += half_step[m, b] * (s'[n, g] * (2 P - (2^bits - 1) block_sum[m, b]) + 2 c'[n, g] block_sum[m, b])
+// with P = sum_k q[n, k] values[m, k] (an integer), which is step * sum_k (s q_k + o) values_k
+// for o = c - s (2^bits - 1) / 2; then store y as OutputRows says.
+struct Int8Rows {
+  int64_t rows = 0;
+  int64_t stride = 0;  // bytes between rows of `values` (K_pad)
+  const int8_t* values = nullptr;
+  const float* half_step = nullptr;
+  const int32_t* block_sum = nullptr;
+  const double* row_scale = nullptr;
+};
+
 struct KernelOps {
   // Builds the tables of one activation row `a` (K floats); returns false when the row holds
   // a NaN or an infinity (counted as 0 in the tables).
@@ -75,6 +106,14 @@ struct KernelOps {
                      int64_t tile_end, const OutputRows& out);
   void (*half_to_float)(const uint16_t* src, float* dst, size_t n);
   void (*float_to_half)(const float* src, uint16_t* dst, size_t n);
+  // The int8 path, or null where the kernel has none.  quantize_row returns false when the
+  // row holds a NaN or an infinity (counted as 0, as build_tables does).
+  bool (*quantize_row)(const Geometry& geo, const float* a, const Int8Row& out) = nullptr;
+  void (*gemm_tiles_int8)(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
+                          const OutputRows& out) = nullptr;
+  // From how many rows a call takes the int8 path by default (session option
+  // tmac.int8_min_rows overrides it); 0 where the kernel has none.
+  int64_t int8_min_rows = 0;
 };
 
 }  // namespace tmac

@@ -16,6 +16,7 @@ namespace tmac {
 
 const KernelOps& ScalarKernel();
 #if defined(TMAC_HAVE_AVX2)
+const KernelOps& Avx512VnniKernel();
 const KernelOps& Avx2Kernel();
 #endif
 #if defined(TMAC_HAVE_NEON)
@@ -51,10 +52,18 @@ const char* NeonDotprodMissing() {
 const char* Avx2Missing() {
   return TMAC_CPU_HAS("avx2") && TMAC_CPU_HAS("fma") && TMAC_CPU_HAS("f16c") ? nullptr : "AVX2, FMA and F16C";
 }
+
+// Below int8_min_rows the kernel is the AVX2 one, so it needs AVX2's features too.
+const char* Avx512VnniMissing() {
+  const bool avx512 = TMAC_CPU_HAS("avx512f") && TMAC_CPU_HAS("avx512bw") && TMAC_CPU_HAS("avx512vl") &&
+                      TMAC_CPU_HAS("avx512vnni") && TMAC_CPU_HAS("avx512vbmi");
+  return avx512 && Avx2Missing() == nullptr ? nullptr : "AVX-512 F/BW/VL/VNNI/VBMI (and AVX2, FMA, F16C)";
+}
 #endif
 
 const KernelEntry kKernels[] = {
 #if defined(TMAC_HAVE_AVX2)
+    {"avx512vnni", Avx512VnniMissing, Avx512VnniKernel},
     {"avx2", Avx2Missing, Avx2Kernel},
 #endif
 #if defined(TMAC_HAVE_NEON)

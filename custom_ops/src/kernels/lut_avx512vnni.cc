@@ -1,0 +1,326 @@
+// AVX-512 VNNI kernel: the AVX2 kernel's table lookups for few rows, and for prefill (M at
+// least KernelOps::int8_min_rows) an int8 path: activations quantised to int8 per block,
+// weights decoded per tile and block to 8-bit integers, multiplied by vpdpbusd.
+//
+// Why not lookups in zmm: on Zen 4 every 512-bit shuffle and multiply takes twice its 256-bit
+// time (vpshufb 0.276 vs 0.136 ns, vpdpbusd 0.274 vs 0.146), so a zmm lookup loop does the
+// AVX2 loop's work on the same two pipes: an AVX-512 kernel of layout v1 measured 0.97-1.14x
+// AVX2's time (docs/performance.md).  What pays is doing less per weight: one vpdpbusd is 64
+// multiply-adds (16 channels x 4 k) at any bit width, against 2.5 shuffle-pipe operations per
+// 64 lookups of one plane; the decode that makes its operand costs ~3 operations per plane
+// and 64 weights, once per tile for all M rows.
+//
+// Decoding layout v1 (docs/packed-format.md): a weight's nibble of plane i holds the bits of
+// four consecutive k of one channel, which is exactly what one vpdpbusd lane sums.  For each
+// output byte (quad, channel, k) vpermb fetches the byte holding its nibble, vptestmb tests
+// its bit, and a masked add puts 2^i there.
+//
+// Compiled with AVX-512 F/BW/VL/VNNI/VBMI (and AVX2/FMA/F16C for the lookup path's inline
+// helpers); only called after a run-time CPU check.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "lut_kernel.h"
+#include "tables.h"
+
+namespace tmac {
+
+const KernelOps& Avx2Kernel();
+
+namespace {
+
+#define TMAC_ALWAYS_INLINE inline __attribute__((always_inline))
+
+// Rows from which the int8 path is the default.  Zen 4, 4096x4096, 4 bits, 1 thread: see
+// docs/performance.md (the crossover is measured there).
+constexpr int64_t kInt8MinRows = 8;
+
+// Rows per pass over a decoded block: 8 rows x 2 zmm of 16 channels = 16 int32 accumulators,
+// plus the two weight registers and a broadcast activation, inside the 32 zmm registers.
+constexpr int kRowBlock = 8;
+
+constexpr int kQuadBytes = 4 * kTileN;  // one decoded quad: 32 channels x 4 k, 128 bytes
+
+// ---------------------------------------------------------------------------------------
+// Activations
+
+inline __mmask16 FirstLanes(int64_t n) {
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+}
+
+// One row to int8, block by block (see Int8Row).  The same float operations in the same
+// order as reference.quantize_int8: v * 2^-E (exact), times 127 / max, rounded to nearest even.
+bool QuantizeRowAvx512(const Geometry& g, const float* a, const Int8Row& out) {
+  const __m512 float_max = _mm512_set1_ps(FLT_MAX);
+  const __m512i limit = _mm512_set1_epi32(127);
+  bool finite = true;
+  for (int64_t b = 0; b < g.n_blocks; ++b) {
+    const int64_t k0 = b * g.block_k;
+    const int64_t k1 = std::min(k0 + g.block_k, g.K_pad);  // the block in the padded row
+    const int64_t k_end = std::min(k1, g.K);              // its real activations
+    __m512 max_abs = _mm512_setzero_ps();
+    for (int64_t k = k0; k < k_end; k += 16) {
+      const __mmask16 in = FirstLanes(k_end - k);
+      const __m512 v = _mm512_abs_ps(_mm512_maskz_loadu_ps(in, a + k));
+      const __mmask16 ok = _mm512_mask_cmp_ps_mask(in, v, float_max, _CMP_LE_OQ);  // false for NaN, inf
+      finite = finite && ok == in;
+      max_abs = _mm512_mask_max_ps(max_abs, ok, max_abs, v);
+    }
+    const float largest = _mm512_reduce_max_ps(max_abs);
+    const int exponent = BlockExponent(largest);
+    const float max_scaled = std::ldexp(largest, -exponent);  // exact: in [0.5, 1) or 0
+    const float inv_step = max_scaled > 0.f ? 127.f / max_scaled : 0.f;
+    out.half_step[b] = max_scaled / 254.f;
+    out.block_exponent[b] = exponent;
+    const __m512 scale = _mm512_set1_ps(std::ldexp(1.f, -exponent));
+    const __m512 inv = _mm512_set1_ps(inv_step);
+    __m512i sum = _mm512_setzero_si512();
+    for (int64_t k = k0; k < k1; k += 16) {
+      const __mmask16 in = FirstLanes(k_end - k);
+      const __m512 v = _mm512_maskz_loadu_ps(in, a + k);
+      const __mmask16 ok = _mm512_mask_cmp_ps_mask(in, _mm512_abs_ps(v), float_max, _CMP_LE_OQ);
+      const __m512 x = _mm512_maskz_mul_ps(ok, _mm512_mul_ps(v, scale), inv);
+      // |x| <= 127 up to one rounding, so the clamp only guards that rounding
+      __m512i q = _mm512_cvtps_epi32(x);
+      q = _mm512_max_epi32(_mm512_min_epi32(q, limit), _mm512_sub_epi32(_mm512_setzero_si512(), limit));
+      sum = _mm512_add_epi32(sum, q);
+      _mm_mask_storeu_epi8(out.values + k, __mmask16(FirstLanes(k1 - k)), _mm512_cvtepi32_epi8(q));
+    }
+    out.block_sum[b] = _mm512_reduce_add_epi32(sum);
+  }
+  return finite;
+}
+
+// ---------------------------------------------------------------------------------------
+// Weights: a step of layout v1 to two decoded quads [quad][channel][k], one q per byte.
+
+// Per width: for plane i, the vpermb indices that fetch, for each byte (channel c, k t) of the
+// output zmm of quad `lane` and channel half `half`, the byte of the plane's region holding
+// c's nibble; and the vptestmb bit of t in that nibble.
+struct DecodePlan {
+  alignas(64) uint8_t index[4][2][2][64];  // [plane][lane][half][byte]
+  alignas(64) uint8_t bit[4][2][64];       // [plane][half][byte]
+  int region[4];                           // where the plane's region starts in the step
+};
+
+DecodePlan MakeDecodePlan(int bits) {
+  DecodePlan plan{};
+  const std::vector<NibblePosition> where = NibblePositions(bits);
+  for (int i = 0; i < bits; ++i) {
+    plan.region[i] = 64 * (i / 2);  // pair p's 64 bytes; the single plane's 32 after the pairs
+    for (int half = 0; half < 2; ++half)
+      for (int c = 0; c < 16; ++c) {
+        const NibblePosition pos = where[size_t(i) * kTileN + 16 * half + c];
+        for (int t = 0; t < 4; ++t) {
+          for (int lane = 0; lane < 2; ++lane)
+            plan.index[i][lane][half][4 * c + t] = uint8_t(pos.byte + 16 * lane - plan.region[i]);
+          plan.bit[i][half][4 * c + t] = uint8_t(1 << (t + (pos.high ? 4 : 0)));
+        }
+      }
+  }
+  return plan;
+}
+
+const DecodePlan& PlanFor(int bits) {
+  static const std::array<DecodePlan, 4> plans = {MakeDecodePlan(1), MakeDecodePlan(2), MakeDecodePlan(3),
+                                                   MakeDecodePlan(4)};
+  return plans[size_t(bits - 1)];
+}
+
+// Steps [s_begin, s_end) of a tile to `out` (2 quads of kQuadBytes per step).
+template <int kBits>
+TMAC_ALWAYS_INLINE void DecodeSteps(const DecodePlan& plan, const uint8_t* tile, int64_t s_begin, int64_t s_end,
+                                    uint8_t* out) {
+  constexpr int kRegions = (kBits + 1) / 2;
+  for (int64_t s = s_begin; s < s_end; ++s) {
+    const uint8_t* step = tile + s * kTileN * kBits;
+    __m512i region[kRegions];
+    for (int p = 0; p < kBits / 2; ++p) region[p] = _mm512_loadu_si512(step + 64 * p);
+    if (kBits % 2 == 1)  // the single chunk is 32 bytes; its indices never reach the upper half
+      region[kRegions - 1] = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(step + 64 * (kBits / 2))));
+    uint8_t* dst = out + (s - s_begin) * 2 * kQuadBytes;
+    for (int lane = 0; lane < 2; ++lane)
+      for (int half = 0; half < 2; ++half) {
+        __m512i q = _mm512_setzero_si512();
+        for (int i = 0; i < kBits; ++i) {
+          const __m512i bytes = _mm512_permutexvar_epi8(_mm512_load_si512(plan.index[i][lane][half]), region[i / 2]);
+          const __mmask64 set = _mm512_test_epi8_mask(bytes, _mm512_load_si512(plan.bit[i][half]));
+          q = _mm512_mask_add_epi8(q, set, q, _mm512_set1_epi8(char(1 << i)));
+        }
+        _mm512_store_si512(dst + lane * kQuadBytes + half * 64, q);
+      }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The product
+
+// acc += the dot products of w's unsigned and a's signed bytes, four per int32 lane, in place.
+TMAC_ALWAYS_INLINE void DotAccumulate(__m512i& acc, __m512i w, __m512i a) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(a));
+}
+
+// What the epilogue of one block needs for the two channel halves of a tile.
+struct BlockWeights {
+  __m512 scale[2];     // s' of channels 0..15, 16..31
+  __m512 constant[2];  // c' (non-symmetric weights only)
+};
+
+// kRows rows [m0, m0 + kRows) of one block: P = sum q * values over the block's n_quads
+// decoded quads, then y' += the block's term (see Int8Rows).  P needs no overflow window:
+// at most 256 k * 15 * 127 per block, and vpdpbusd sums four u8 x s8 products into int32
+// without saturation.
+//
+// The accumulators are named variables updated in place by asm: with an array, or with the
+// intrinsic, GCC 12 copied every accumulator to another register around each use and spilled
+// some (twice the instructions of the loop).
+template <int kBits, bool kSymmetric, int kRows>
+TMAC_ALWAYS_INLINE void RowsOfBlock(const uint8_t* decoded, int64_t n_quads, const Int8Rows& act, int64_t m0,
+                                    int64_t k0, int64_t rb, int64_t n_blocks, const BlockWeights& bw, float* ybuf) {
+  static_assert(kRows >= 1 && kRows <= 8, "the accumulators below are named for 8 rows");
+  static_assert(int64_t(kMaxBlockK) * 15 * 127 < (int64_t(1) << 24), "a block's P is not exact in fp32");
+  const int8_t* row = act.values + m0 * act.stride + k0;
+  const int64_t stride = act.stride;
+  __m512i acc0_0 = _mm512_setzero_si512(), acc0_1 = acc0_0, acc1_0 = acc0_0, acc1_1 = acc0_0, acc2_0 = acc0_0,
+          acc2_1 = acc0_0, acc3_0 = acc0_0, acc3_1 = acc0_0, acc4_0 = acc0_0, acc4_1 = acc0_0, acc5_0 = acc0_0,
+          acc5_1 = acc0_0, acc6_0 = acc0_0, acc6_1 = acc0_0, acc7_0 = acc0_0, acc7_1 = acc0_0;
+  for (int64_t j = 0; j < n_quads; ++j) {
+    const __m512i w0 = _mm512_load_si512(decoded + j * kQuadBytes);
+    const __m512i w1 = _mm512_load_si512(decoded + j * kQuadBytes + 64);
+#define TMAC_ROW(r)                                                             \
+  if constexpr (kRows > r) {                                                    \
+    int32_t four;                                                               \
+    std::memcpy(&four, row + r * stride + 4 * j, 4);                            \
+    const __m512i a = _mm512_set1_epi32(four);                                  \
+    DotAccumulate(acc##r##_0, w0, a);                                           \
+    DotAccumulate(acc##r##_1, w1, a);                                           \
+  }
+    TMAC_ROW(0) TMAC_ROW(1) TMAC_ROW(2) TMAC_ROW(3) TMAC_ROW(4) TMAC_ROW(5) TMAC_ROW(6) TMAC_ROW(7)
+#undef TMAC_ROW
+  }
+  const __m512i sums[8][2] = {{acc0_0, acc0_1}, {acc1_0, acc1_1}, {acc2_0, acc2_1}, {acc3_0, acc3_1},
+                              {acc4_0, acc4_1}, {acc5_0, acc5_1}, {acc6_0, acc6_1}, {acc7_0, acc7_1}};
+  constexpr int kLevels = (1 << kBits) - 1;
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t at = (m0 + r) * n_blocks + rb;
+    const float half_step = act.half_step[at];
+    const int32_t block_sum = act.block_sum[at];
+    float* y = ybuf + (m0 + r) * kTileN;
+    for (int h = 0; h < 2; ++h) {
+      __m512 yh = _mm512_load_ps(y + 16 * h);
+      if (kSymmetric) {  // c' = -s'/2: y' += 2 half_step * s' * (P - 2^(bits-1) block_sum)
+        const __m512 p = _mm512_cvtepi32_ps(_mm512_sub_epi32(sums[r][h], _mm512_set1_epi32(block_sum * (1 << (kBits - 1)))));
+        yh = _mm512_fmadd_ps(_mm512_mul_ps(p, _mm512_set1_ps(2.f * half_step)), bw.scale[h], yh);
+      } else {
+        const __m512 p = _mm512_cvtepi32_ps(
+            _mm512_sub_epi32(_mm512_slli_epi32(sums[r][h], 1), _mm512_set1_epi32(kLevels * block_sum)));
+        yh = _mm512_fmadd_ps(bw.constant[h], _mm512_set1_ps(2.f * half_step * float(block_sum)), yh);
+        yh = _mm512_fmadd_ps(_mm512_mul_ps(p, _mm512_set1_ps(half_step)), bw.scale[h], yh);
+      }
+      _mm512_store_ps(y + 16 * h, yh);
+    }
+  }
+}
+
+template <int kBits, bool kSymmetric>
+void RowsOfBlockDispatch(int rows, const uint8_t* decoded, int64_t n_quads, const Int8Rows& act, int64_t m0,
+                         int64_t k0, int64_t rb, int64_t n_blocks, const BlockWeights& bw, float* ybuf) {
+  switch (rows) {
+#define TMAC_ROWS(R) \
+  case R: return RowsOfBlock<kBits, kSymmetric, R>(decoded, n_quads, act, m0, k0, rb, n_blocks, bw, ybuf);
+    TMAC_ROWS(1) TMAC_ROWS(2) TMAC_ROWS(3) TMAC_ROWS(4) TMAC_ROWS(5) TMAC_ROWS(6) TMAC_ROWS(7)
+#undef TMAC_ROWS
+    default: return RowsOfBlock<kBits, kSymmetric, kRowBlock>(decoded, n_quads, act, m0, k0, rb, n_blocks, bw, ybuf);
+  }
+}
+
+// y = float(double(y') * row_scale * channel_scale) + bias for the valid channels of tile t.
+void StoreTile(const PreparedWeights& w, const Int8Rows& act, int64_t t, const float* ybuf, const OutputRows& out) {
+  const Geometry& g = w.geo;
+  const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
+  for (int64_t m = 0; m < act.rows; ++m) {
+    alignas(64) float tmp[kTileN];
+    const __m512d row_scale = _mm512_set1_pd(act.row_scale[m]);
+    for (int o = 0; o < kTileN; o += 8) {
+      const __m512d v = _mm512_cvtps_pd(_mm256_load_ps(ybuf + m * kTileN + o));
+      const __m512d units = _mm512_mul_pd(row_scale, _mm512_loadu_pd(&w.channel_scale[t * kTileN + o]));
+      _mm256_store_ps(tmp + o, _mm512_cvtpd_ps(_mm512_mul_pd(v, units)));
+    }
+    float* dst = out.y + m * out.ldy + t * kTileN;
+    for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
+  }
+}
+
+template <int kBits, bool kSymmetric>
+void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
+                   const OutputRows& out) {
+  const Geometry& g = w.geo;
+  const DecodePlan& plan = PlanFor(kBits);
+  alignas(64) uint8_t decoded[kMaxBlockK / kQuadK * kQuadBytes];  // one block of a tile: <= 8 KB
+  thread_local std::vector<float> ybuf_storage;  // y' of every row for one tile, 64-byte aligned below
+  ybuf_storage.resize(size_t(act.rows) * kTileN + 16);
+  float* ybuf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(ybuf_storage.data()) + 63) & ~uintptr_t(63));
+  const int64_t blocks_per_group = g.blocks_per_group();
+  for (int64_t t = tile_begin; t < tile_end; ++t) {
+    std::fill(ybuf, ybuf + act.rows * kTileN, 0.f);
+    const uint8_t* tile = w.planes + t * g.tile_bytes();
+    int64_t group = 0, blocks_left_in_group = blocks_per_group;
+    for (int64_t b = 0; b < g.n_blocks; ++b) {
+      const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
+      DecodeSteps<kBits>(plan, tile, s0, s1, decoded);
+      BlockWeights bw;
+      const int64_t at = (t * g.n_groups + group) * kTileN;
+      for (int h = 0; h < 2; ++h) {
+        bw.scale[h] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.scale[at + 16 * h])));
+        bw.constant[h] = kSymmetric ? _mm512_setzero_ps()
+                                    : _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.constant[at + 16 * h])));
+      }
+      if (--blocks_left_in_group == 0) {
+        ++group;
+        blocks_left_in_group = blocks_per_group;
+      }
+      for (int64_t m0 = 0; m0 < act.rows; m0 += kRowBlock)
+        RowsOfBlockDispatch<kBits, kSymmetric>(int(std::min<int64_t>(kRowBlock, act.rows - m0)), decoded, 2 * (s1 - s0),
+                                               act, m0, s0 * kStepK, b, g.n_blocks, bw, ybuf);
+    }
+    StoreTile(w, act, t, ybuf, out);
+  }
+}
+
+template <bool kSymmetric>
+void GemmTilesInt8Bits(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
+                       const OutputRows& out) {
+  switch (w.geo.bits) {
+    case 1: return GemmTilesInt8<1, kSymmetric>(w, act, tile_begin, tile_end, out);
+    case 2: return GemmTilesInt8<2, kSymmetric>(w, act, tile_begin, tile_end, out);
+    case 3: return GemmTilesInt8<3, kSymmetric>(w, act, tile_begin, tile_end, out);
+    default: return GemmTilesInt8<4, kSymmetric>(w, act, tile_begin, tile_end, out);
+  }
+}
+
+void GemmTilesInt8Dispatch(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
+                           const OutputRows& out) {
+  if (w.symmetric) return GemmTilesInt8Bits<true>(w, act, tile_begin, tile_end, out);
+  GemmTilesInt8Bits<false>(w, act, tile_begin, tile_end, out);
+}
+
+}  // namespace
+
+const KernelOps& Avx512VnniKernel() {
+  static const KernelOps ops = [] {
+    KernelOps o = Avx2Kernel();  // the lookup path below int8_min_rows
+    o.quantize_row = QuantizeRowAvx512;
+    o.gemm_tiles_int8 = GemmTilesInt8Dispatch;
+    o.int8_min_rows = kInt8MinRows;
+    return o;
+  }();
+  return ops;
+}
+
+}  // namespace tmac
