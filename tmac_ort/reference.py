@@ -134,8 +134,9 @@ def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) 
 
 
 def quantize_int8(a: np.ndarray, geo: Geometry):
-    """Activation rows a[M, K] as the int8 path quantises them: values int8 [M, K_pad], half
-    steps [M, n_blocks] in units of 2^R[m], integer block sums [M, n_blocks], and R [M].
+    """Activation rows a[M, K] as the int8 path quantises them: values int8 [M, K_pad], steps
+    and step * block sum [M, n_blocks] in units of 2^R[m], integer block sums [M, n_blocks],
+    and R [M].
 
     Block b is scaled by 2^-E (as for tables), then multiplied by 127 / (its largest finite
     |a| times 2^-E) and rounded half to even; NaN and infinities count as 0.
@@ -157,29 +158,28 @@ def quantize_int8(a: np.ndarray, geo: Geometry):
     block_sum = np.zeros((M, geo.n_blocks), dtype=np.int64)
     np.add.at(block_sum, (slice(None), block_of_k), values.astype(np.int64))
     row_exponent = exponent.max(axis=1)
-    half_step = np.ldexp(max_scaled / np.float32(254), exponent - row_exponent[:, None]).astype(np.float32)
-    return values, half_step, block_sum, row_exponent
+    step = np.ldexp(max_scaled / np.float32(127), exponent - row_exponent[:, None]).astype(np.float32)
+    return values, step, (step * block_sum).astype(np.float32), block_sum, row_exponent
 
 
 def int8_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) -> np.ndarray:
     """LutGemm's int8 path (prefill on kernels with a dot product) exactly as the kernels compute
-    it, up to fp32 summation order: per block and channel
-    half_step * (s' (2 P - (2^bits - 1) block_sum) + 2 c' block_sum), P = sum_k q values."""
+    it, up to fp32 summation order: per block and channel step * s' * P + o' * step * block_sum
+    with P = sum_k q values and o' = c' - s' (2^bits - 1) / 2."""
     geo = w.geometry
     a = np.asarray(a, dtype=np.float32)
-    values, half_step, block_sum, row_exponent = quantize_int8(a, geo)
+    values, step, step_sum, _, row_exponent = quantize_int8(a, geo)
     M = a.shape[0]
     q = np.zeros((w.N, geo.K_pad), dtype=np.int64)
     q[:, : w.K] = w.q
     scales, constant, u = channel_units(w)
-    levels = (1 << w.bits) - 1
+    offsets = constant.astype(np.float64) - scales.astype(np.float64) * (((1 << w.bits) - 1) / 2)
     y = np.zeros((M, w.N), dtype=np.float64)
     for b in range(geo.n_blocks):
         sl = slice(b * geo.block_k, min((b + 1) * geo.block_k, geo.K_pad))
         P = values[:, sl].astype(np.int64) @ q[:, sl].T  # [M, N]
         g = geo.group_of_block(b)
-        bs = block_sum[:, b][:, None]
-        y += half_step[:, b][:, None] * (scales[:, g][None, :] * (2 * P - levels * bs) + 2 * constant[:, g][None, :] * bs)
+        y += step[:, b][:, None] * scales[:, g][None, :] * P + offsets[:, g][None, :] * step_sum[:, b][:, None]
     out = np.ldexp(y.astype(np.float32).astype(np.float64), row_exponent[:, None] + u[None, :])
     with np.errstate(over="ignore"):
         out = out.astype(np.float32)

@@ -73,6 +73,18 @@ std::vector<uint16_t> ToFp16Channels(const Geometry& g, const float* values, con
   return out;
 }
 
+// Block units -> one unit per row, 2^R with R the row's largest block exponent: blocks far
+// below the row's largest may underflow here, as their share of the sum would in fp32.
+// Returns 2^R.
+double ToRowUnits(int64_t n_blocks, const int32_t* exponent, float* a, float* b) {
+  const int32_t r = *std::max_element(exponent, exponent + n_blocks);
+  for (int64_t i = 0; i < n_blocks; ++i) {
+    a[i] = std::ldexp(a[i], exponent[i] - r);
+    if (b != nullptr) b[i] = std::ldexp(b[i], exponent[i] - r);
+  }
+  return std::ldexp(1.0, r);
+}
+
 }  // namespace
 
 std::vector<float> ToFloats(const GroupValues& values, size_t count, const KernelOps& kernel) {
@@ -189,18 +201,6 @@ void LutGemm::ForTileChunks(const ParallelRunner& parallel, const std::function<
   parallel(size_t(chunks), [&](size_t c) { tiles(n_tiles * int64_t(c) / chunks, n_tiles * int64_t(c + 1) / chunks); });
 }
 
-// Block units -> one unit per row, 2^R with R the row's largest block exponent: blocks far
-// below the row's largest may underflow here, as their share of the sum would in fp32.
-// Returns 2^R.
-static double ToRowUnits(int64_t n_blocks, const int32_t* exponent, float* a, float* b) {
-  const int32_t r = *std::max_element(exponent, exponent + n_blocks);
-  for (int64_t i = 0; i < n_blocks; ++i) {
-    a[i] = std::ldexp(a[i], exponent[i] - r);
-    if (b != nullptr) b[i] = std::ldexp(b[i], exponent[i] - r);
-  }
-  return std::ldexp(1.0, r);
-}
-
 void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const OutputRows& out,
                         const ParallelRunner& parallel) const {
   const Geometry& g = weights_.geo;
@@ -239,25 +239,27 @@ void LutGemm::RunInt8(const float* a, int64_t rows, char* finite, const OutputRo
                       const ParallelRunner& parallel) const {
   const Geometry& g = weights_.geo;
   thread_local std::vector<int8_t> values;
-  thread_local std::vector<float> half_step;
-  thread_local std::vector<int32_t> block_ints;  // sums, then exponents
+  thread_local std::vector<float> block_floats;   // steps, then step sums
+  thread_local std::vector<int32_t> block_ints;   // sums, then exponents
   thread_local std::vector<double> row_scale;
+  const size_t blocks = size_t(g.n_blocks) * rows;
   values.resize(size_t(g.K_pad) * rows);
-  half_step.resize(size_t(g.n_blocks) * rows);
-  block_ints.resize(size_t(2) * g.n_blocks * rows);
+  block_floats.resize(2 * blocks);
+  block_ints.resize(2 * blocks);
   row_scale.resize(size_t(rows));
   int8_t* values_data = values.data();
-  float* half_steps = half_step.data();
+  float* steps = block_floats.data();
+  float* step_sums = block_floats.data() + blocks;
   int32_t* block_sums = block_ints.data();
-  int32_t* exponents = block_ints.data() + g.n_blocks * rows;
+  int32_t* exponents = block_ints.data() + blocks;
   double* row_scales = row_scale.data();
   parallel(size_t(rows), [&](size_t m) {
     const size_t at = m * size_t(g.n_blocks);
-    const Int8Row row{values_data + m * g.K_pad, half_steps + at, block_sums + at, exponents + at};
+    const Int8Row row{values_data + m * g.K_pad, steps + at, step_sums + at, block_sums + at, exponents + at};
     finite[m] = kernel_.quantize_row(g, a + m * g.K, row);
-    row_scales[m] = ToRowUnits(g.n_blocks, row.block_exponent, row.half_step, nullptr);
+    row_scales[m] = ToRowUnits(g.n_blocks, row.block_exponent, row.step, row.step_sum);
   });
-  const Int8Rows act{rows, g.K_pad, values_data, half_steps, block_sums, row_scales};
+  const Int8Rows act{rows, g.K_pad, values_data, steps, step_sums, block_sums, row_scales};
   ForTileChunks(parallel, [&](int64_t begin, int64_t end) { kernel_.gemm_tiles_int8(weights_, act, begin, end, out); });
 }
 

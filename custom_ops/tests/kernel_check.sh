@@ -19,7 +19,7 @@ case "${1:-native}" in
     objs=()
     if [[ "$(uname -m)" == x86_64 ]]; then
       "$cxx" -std=c++17 -O2 -c -mavx2 -mfma -mf16c -DTMAC_HAVE_AVX2=1 -I"$src" "$src/kernels/lut_avx2.cc" -o "$out/lut_avx2.o"
-      "$cxx" -std=c++17 -O2 -c -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi \
+      "$cxx" -std=c++17 -O2 -c -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi -mgfni \
         -DTMAC_HAVE_AVX2=1 -I"$src" "$src/kernels/lut_avx512vnni.cc" -o "$out/lut_avx512vnni.o"
       objs=("$out/lut_avx2.o" "$out/lut_avx512vnni.o" -DTMAC_HAVE_AVX2=1)
     elif [[ "$(uname -m)" == aarch64 || "$(uname -m)" == arm64 ]]; then

@@ -36,10 +36,12 @@ const KernelOps& Avx2Kernel();
 namespace {
 
 #define TMAC_ALWAYS_INLINE inline __attribute__((always_inline))
+#define TMAC_ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
 
-// Rows from which the int8 path is the default.  Zen 4, 4096x4096, 4 bits, 1 thread: see
-// docs/performance.md (the crossover is measured there).
-constexpr int64_t kInt8MinRows = 8;
+// Rows from which the int8 path is the default.  Zen 4, 4096x4096, 1 thread, int8 / lookups:
+// M=2 1.2-2.1x the time (the decode is not yet paid back), M=4 0.69-0.95x at 2-4 bits but
+// 1.17x at 1 bit, M=6 0.62-0.96x at every width (docs/performance.md).
+constexpr int64_t kInt8MinRows = 4;
 
 // Rows per pass over a decoded block: 8 rows x 2 zmm of 16 channels = 16 int32 accumulators,
 // plus the two weight registers and a broadcast activation, inside the 32 zmm registers.
@@ -76,7 +78,8 @@ bool QuantizeRowAvx512(const Geometry& g, const float* a, const Int8Row& out) {
     const int exponent = BlockExponent(largest);
     const float max_scaled = std::ldexp(largest, -exponent);  // exact: in [0.5, 1) or 0
     const float inv_step = max_scaled > 0.f ? 127.f / max_scaled : 0.f;
-    out.half_step[b] = max_scaled / 254.f;
+    const float step = max_scaled / 127.f;
+    out.step[b] = step;
     out.block_exponent[b] = exponent;
     const __m512 scale = _mm512_set1_ps(std::ldexp(1.f, -exponent));
     const __m512 inv = _mm512_set1_ps(inv_step);
@@ -93,6 +96,7 @@ bool QuantizeRowAvx512(const Geometry& g, const float* a, const Int8Row& out) {
       _mm_mask_storeu_epi8(out.values + k, __mmask16(FirstLanes(k1 - k)), _mm512_cvtepi32_epi8(q));
     }
     out.block_sum[b] = _mm512_reduce_add_epi32(sum);
+    out.step_sum[b] = step * float(out.block_sum[b]);
   }
   return finite;
 }
@@ -100,30 +104,58 @@ bool QuantizeRowAvx512(const Geometry& g, const float* a, const Int8Row& out) {
 // ---------------------------------------------------------------------------------------
 // Weights: a step of layout v1 to two decoded quads [quad][channel][k], one q per byte.
 
-// Per width: for plane i, the vpermb indices that fetch, for each byte (channel c, k t) of the
-// output zmm of quad `lane` and channel half `half`, the byte of the plane's region holding
-// c's nibble; and the vptestmb bit of t in that nibble.
+// Decoded channel order.  Dword d of the zmm of channel half h is channel 16h + d/2 + 8(d%2):
+// layout v1 keeps channels c and c+8 of a half in the two nibbles of one byte, so one qword of
+// gathered bytes decodes both (below).  Scales are permuted to this order per block and
+// outputs back to channel order per tile.
+inline __m512 ToDecodedOrder(__m512 v) {
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15), v);
+}
+inline __m512 ToChannelOrder(__m512 v) {
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15), v);
+}
+inline int DecodedChannel(int half, int dword) { return 16 * half + dword / 2 + 8 * (dword % 2); }
+
+// How a step of a width is decoded, for the output zmm of quad `lane` and channel half `half`.
+//
+// Pair planes (GFNI): a gather (vpermb, or vpermi2b over 128 bytes at 4 bits) puts in qword l
+// the byte holding plane i of channels 16h+l and 16h+8+l at byte 7-i (0 where there is no
+// plane); then gf2p8affineqb with byte j of every qword equal to 1 << j makes output byte j
+// the parity of (byte 7-i AND 1 << j) at bit i, i.e. bit j of plane i's byte: bytes 0-3 are
+// q of channel 16h+l at k = 0..3 (low nibble), bytes 4-7 q of channel 16h+8+l (high nibble).
+// Two instructions per 64 weights for every pair plane together.
+//
+// The odd top plane (1 and 3 bits) sits in the single chunk, where channels c and c+16 share
+// a byte instead, so it is added on its own: vpermb fetches each output byte's source byte,
+// vptestmb tests its bit, a masked add puts 2^(bits-1) there.
 struct DecodePlan {
-  alignas(64) uint8_t index[4][2][2][64];  // [plane][lane][half][byte]
-  alignas(64) uint8_t bit[4][2][64];       // [plane][half][byte]
-  int region[4];                           // where the plane's region starts in the step
+  alignas(64) uint8_t gather[2][2][64];        // [lane][half][byte], into the step's pair chunks
+  uint64_t gather_mask = 0;                    // bytes of a qword that hold a pair plane
+  alignas(64) uint8_t single_index[2][2][64];  // [lane][half][byte], into the single chunk
+  alignas(64) uint8_t single_bit[2][64];       // [half][byte]
 };
 
 DecodePlan MakeDecodePlan(int bits) {
   DecodePlan plan{};
   const std::vector<NibblePosition> where = NibblePositions(bits);
-  for (int i = 0; i < bits; ++i) {
-    plan.region[i] = 64 * (i / 2);  // pair p's 64 bytes; the single plane's 32 after the pairs
-    for (int half = 0; half < 2; ++half)
-      for (int c = 0; c < 16; ++c) {
-        const NibblePosition pos = where[size_t(i) * kTileN + 16 * half + c];
-        for (int t = 0; t < 4; ++t) {
-          for (int lane = 0; lane < 2; ++lane)
-            plan.index[i][lane][half][4 * c + t] = uint8_t(pos.byte + 16 * lane - plan.region[i]);
-          plan.bit[i][half][4 * c + t] = uint8_t(1 << (t + (pos.high ? 4 : 0)));
-        }
+  const int pair_planes = PairChunks(bits);
+  for (int half = 0; half < 2; ++half)
+    for (int byte = 0; byte < 64; ++byte) {
+      const int l = byte / 8, j = byte % 8;
+      const int plane = 7 - j;  // the gathered qword's byte j holds plane 7 - j
+      if (plane < pair_planes) {
+        const NibblePosition pos = where[size_t(plane) * kTileN + 16 * half + l];  // low nibble: channel 16h+l
+        for (int lane = 0; lane < 2; ++lane) plan.gather[lane][half][byte] = uint8_t(pos.byte + 16 * lane);
+        plan.gather_mask |= uint64_t(1) << byte;
       }
-  }
+      if (bits % 2 == 1) {
+        const int channel = DecodedChannel(half, byte / 4), t = byte % 4;
+        const NibblePosition pos = where[size_t(bits - 1) * kTileN + channel];
+        for (int lane = 0; lane < 2; ++lane)
+          plan.single_index[lane][half][byte] = uint8_t(pos.byte + 16 * lane - 32 * pair_planes);
+        plan.single_bit[half][byte] = uint8_t(1 << (t + (pos.high ? 4 : 0)));
+      }
+    }
   return plan;
 }
 
@@ -133,25 +165,35 @@ const DecodePlan& PlanFor(int bits) {
   return plans[size_t(bits - 1)];
 }
 
-// Steps [s_begin, s_end) of a tile to `out` (2 quads of kQuadBytes per step).
+// Steps [s_begin, s_end) of a tile to `out`: 2 quads of kQuadBytes per step, [quad][dword
+// in decoded order][k].
 template <int kBits>
 TMAC_ALWAYS_INLINE void DecodeSteps(const DecodePlan& plan, const uint8_t* tile, int64_t s_begin, int64_t s_end,
                                     uint8_t* out) {
-  constexpr int kRegions = (kBits + 1) / 2;
+  constexpr int kPairs = kBits / 2;
+  const __m512i select_bit = _mm512_set1_epi64(0x8040201008040201);  // byte j: 1 << j
+  const __m512i top_plane = _mm512_set1_epi8(char(1 << (kBits - 1)));
   for (int64_t s = s_begin; s < s_end; ++s) {
     const uint8_t* step = tile + s * kTileN * kBits;
-    __m512i region[kRegions];
-    for (int p = 0; p < kBits / 2; ++p) region[p] = _mm512_loadu_si512(step + 64 * p);
-    if (kBits % 2 == 1)  // the single chunk is 32 bytes; its indices never reach the upper half
-      region[kRegions - 1] = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(step + 64 * (kBits / 2))));
+    const __m512i pairs0 = _mm512_loadu_si512(step);  // (the single chunk at 1 bit: only bytes < 32 used)
+    const __m512i pairs1 = kPairs == 2 ? _mm512_loadu_si512(step + 64) : pairs0;
     uint8_t* dst = out + (s - s_begin) * 2 * kQuadBytes;
     for (int lane = 0; lane < 2; ++lane)
       for (int half = 0; half < 2; ++half) {
         __m512i q = _mm512_setzero_si512();
-        for (int i = 0; i < kBits; ++i) {
-          const __m512i bytes = _mm512_permutexvar_epi8(_mm512_load_si512(plan.index[i][lane][half]), region[i / 2]);
-          const __mmask64 set = _mm512_test_epi8_mask(bytes, _mm512_load_si512(plan.bit[i][half]));
-          q = _mm512_mask_add_epi8(q, set, q, _mm512_set1_epi8(char(1 << i)));
+        if (kPairs > 0) {
+          const __m512i index = _mm512_load_si512(plan.gather[lane][half]);
+          const __m512i gathered = kPairs == 2 ? _mm512_maskz_permutex2var_epi8(plan.gather_mask, pairs0, index, pairs1)
+                                               : _mm512_maskz_permutexvar_epi8(plan.gather_mask, index, pairs0);
+          q = _mm512_gf2p8affine_epi64_epi8(select_bit, gathered, 0);
+        }
+        if (kBits % 2 == 1) {
+          const __m512i single = kPairs > 0 ? _mm512_castsi256_si512(_mm256_loadu_si256(
+                                                  reinterpret_cast<const __m256i*>(step + 64 * kPairs)))
+                                            : pairs0;
+          const __m512i bytes = _mm512_permutexvar_epi8(_mm512_load_si512(plan.single_index[lane][half]), single);
+          const __mmask64 set = _mm512_test_epi8_mask(bytes, _mm512_load_si512(plan.single_bit[half]));
+          q = _mm512_mask_add_epi8(q, set, q, top_plane);
         }
         _mm512_store_si512(dst + lane * kQuadBytes + half * 64, q);
       }
@@ -161,19 +203,21 @@ TMAC_ALWAYS_INLINE void DecodeSteps(const DecodePlan& plan, const uint8_t* tile,
 // ---------------------------------------------------------------------------------------
 // The product
 
-// acc += the dot products of w's unsigned and a's signed bytes, four per int32 lane, in place.
-TMAC_ALWAYS_INLINE void DotAccumulate(__m512i& acc, __m512i w, __m512i a) {
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(a));
+// acc += the dot products of w's unsigned bytes and the four signed bytes at `a` (broadcast to
+// every int32 lane by the instruction's own load), in place.
+TMAC_ALWAYS_INLINE void DotAccumulate(__m512i& acc, __m512i w, const int8_t* a) {
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(a)));
 }
 
 // What the epilogue of one block needs for the two channel halves of a tile.
 struct BlockWeights {
-  __m512 scale[2];     // s' of channels 0..15, 16..31
-  __m512 constant[2];  // c' (non-symmetric weights only)
+  __m512 scale[2];   // s' of channels 0..15, 16..31
+  __m512 offset[2];  // o' = c' - s' (2^bits - 1) / 2 (non-symmetric weights only)
 };
 
 // kRows rows [m0, m0 + kRows) of one block: P = sum q * values over the block's n_quads
-// decoded quads, then y' += the block's term (see Int8Rows).  P needs no overflow window:
+// decoded quads, then y' += the block's term (see Int8Rows).  The symmetric start value is at
+// most 8 * 256 * 127 in magnitude, which P's bound below leaves room for.  P needs no overflow window:
 // at most 256 k * 15 * 127 per block, and vpdpbusd sums four u8 x s8 products into int32
 // without saturation.
 //
@@ -187,42 +231,35 @@ TMAC_ALWAYS_INLINE void RowsOfBlock(const uint8_t* decoded, int64_t n_quads, con
   static_assert(int64_t(kMaxBlockK) * 15 * 127 < (int64_t(1) << 24), "a block's P is not exact in fp32");
   const int8_t* row = act.values + m0 * act.stride + k0;
   const int64_t stride = act.stride;
-  __m512i acc0_0 = _mm512_setzero_si512(), acc0_1 = acc0_0, acc1_0 = acc0_0, acc1_1 = acc0_0, acc2_0 = acc0_0,
-          acc2_1 = acc0_0, acc3_0 = acc0_0, acc3_1 = acc0_0, acc4_0 = acc0_0, acc4_1 = acc0_0, acc5_0 = acc0_0,
-          acc5_1 = acc0_0, acc6_0 = acc0_0, acc6_1 = acc0_0, acc7_0 = acc0_0, acc7_1 = acc0_0;
+  // Symmetric weights: the accumulators start at -2^(bits-1) block_sum, so they end at
+  // P - 2^(bits-1) block_sum and the epilogue needs no constant term.
+  auto start = [&](int r) TMAC_ALWAYS_INLINE_LAMBDA {
+    return kSymmetric && r < kRows ? _mm512_set1_epi32(-act.block_sum[(m0 + r) * n_blocks + rb] * (1 << (kBits - 1)))
+                                   : _mm512_setzero_si512();
+  };
+  __m512i acc0_0 = start(0), acc0_1 = acc0_0, acc1_0 = start(1), acc1_1 = acc1_0, acc2_0 = start(2), acc2_1 = acc2_0,
+          acc3_0 = start(3), acc3_1 = acc3_0, acc4_0 = start(4), acc4_1 = acc4_0, acc5_0 = start(5), acc5_1 = acc5_0,
+          acc6_0 = start(6), acc6_1 = acc6_0, acc7_0 = start(7), acc7_1 = acc7_0;
   for (int64_t j = 0; j < n_quads; ++j) {
     const __m512i w0 = _mm512_load_si512(decoded + j * kQuadBytes);
     const __m512i w1 = _mm512_load_si512(decoded + j * kQuadBytes + 64);
-#define TMAC_ROW(r)                                                             \
-  if constexpr (kRows > r) {                                                    \
-    int32_t four;                                                               \
-    std::memcpy(&four, row + r * stride + 4 * j, 4);                            \
-    const __m512i a = _mm512_set1_epi32(four);                                  \
-    DotAccumulate(acc##r##_0, w0, a);                                           \
-    DotAccumulate(acc##r##_1, w1, a);                                           \
+#define TMAC_ROW(r)                                        \
+  if constexpr (kRows > r) {                               \
+    DotAccumulate(acc##r##_0, w0, row + r * stride + 4 * j); \
+    DotAccumulate(acc##r##_1, w1, row + r * stride + 4 * j); \
   }
     TMAC_ROW(0) TMAC_ROW(1) TMAC_ROW(2) TMAC_ROW(3) TMAC_ROW(4) TMAC_ROW(5) TMAC_ROW(6) TMAC_ROW(7)
 #undef TMAC_ROW
   }
   const __m512i sums[8][2] = {{acc0_0, acc0_1}, {acc1_0, acc1_1}, {acc2_0, acc2_1}, {acc3_0, acc3_1},
                               {acc4_0, acc4_1}, {acc5_0, acc5_1}, {acc6_0, acc6_1}, {acc7_0, acc7_1}};
-  constexpr int kLevels = (1 << kBits) - 1;
   for (int r = 0; r < kRows; ++r) {
     const int64_t at = (m0 + r) * n_blocks + rb;
-    const float half_step = act.half_step[at];
-    const int32_t block_sum = act.block_sum[at];
     float* y = ybuf + (m0 + r) * kTileN;
     for (int h = 0; h < 2; ++h) {
-      __m512 yh = _mm512_load_ps(y + 16 * h);
-      if (kSymmetric) {  // c' = -s'/2: y' += 2 half_step * s' * (P - 2^(bits-1) block_sum)
-        const __m512 p = _mm512_cvtepi32_ps(_mm512_sub_epi32(sums[r][h], _mm512_set1_epi32(block_sum * (1 << (kBits - 1)))));
-        yh = _mm512_fmadd_ps(_mm512_mul_ps(p, _mm512_set1_ps(2.f * half_step)), bw.scale[h], yh);
-      } else {
-        const __m512 p = _mm512_cvtepi32_ps(
-            _mm512_sub_epi32(_mm512_slli_epi32(sums[r][h], 1), _mm512_set1_epi32(kLevels * block_sum)));
-        yh = _mm512_fmadd_ps(bw.constant[h], _mm512_set1_ps(2.f * half_step * float(block_sum)), yh);
-        yh = _mm512_fmadd_ps(_mm512_mul_ps(p, _mm512_set1_ps(half_step)), bw.scale[h], yh);
-      }
+      const __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(sums[r][h]), _mm512_set1_ps(act.step[at]));
+      __m512 yh = _mm512_fmadd_ps(p, bw.scale[h], _mm512_load_ps(y + 16 * h));
+      if (!kSymmetric) yh = _mm512_fmadd_ps(bw.offset[h], _mm512_set1_ps(act.step_sum[at]), yh);
       _mm512_store_ps(y + 16 * h, yh);
     }
   }
@@ -240,15 +277,17 @@ void RowsOfBlockDispatch(int rows, const uint8_t* decoded, int64_t n_quads, cons
   }
 }
 
-// y = float(double(y') * row_scale * channel_scale) + bias for the valid channels of tile t.
+// y = float(double(y') * row_scale * channel_scale) + bias for the valid channels of tile t
+// (y' in decoded order).
 void StoreTile(const PreparedWeights& w, const Int8Rows& act, int64_t t, const float* ybuf, const OutputRows& out) {
   const Geometry& g = w.geo;
   const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
   for (int64_t m = 0; m < act.rows; ++m) {
     alignas(64) float tmp[kTileN];
+    for (int h = 0; h < 2; ++h) _mm512_store_ps(tmp + 16 * h, ToChannelOrder(_mm512_load_ps(ybuf + m * kTileN + 16 * h)));
     const __m512d row_scale = _mm512_set1_pd(act.row_scale[m]);
     for (int o = 0; o < kTileN; o += 8) {
-      const __m512d v = _mm512_cvtps_pd(_mm256_load_ps(ybuf + m * kTileN + o));
+      const __m512d v = _mm512_cvtps_pd(_mm256_load_ps(tmp + o));
       const __m512d units = _mm512_mul_pd(row_scale, _mm512_loadu_pd(&w.channel_scale[t * kTileN + o]));
       _mm256_store_ps(tmp + o, _mm512_cvtpd_ps(_mm512_mul_pd(v, units)));
     }
@@ -274,12 +313,23 @@ void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_b
     for (int64_t b = 0; b < g.n_blocks; ++b) {
       const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
       DecodeSteps<kBits>(plan, tile, s0, s1, decoded);
+      // The next block's planes (tiles lie one after another, so at a tile's end the next
+      // tile's), fetched while this block is multiplied.  Without it a decode waited on every
+      // block's first loads: at M=8 (4096x4096, 4 bits) 29% of the samples sat on one load.
+      const uint8_t* next = tile + s1 * g.step_bytes();
+      for (int64_t i = 0; i < (s1 - s0) * g.step_bytes(); i += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(next + i), _MM_HINT_T0);
       BlockWeights bw;
       const int64_t at = (t * g.n_groups + group) * kTileN;
       for (int h = 0; h < 2; ++h) {
-        bw.scale[h] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.scale[at + 16 * h])));
-        bw.constant[h] = kSymmetric ? _mm512_setzero_ps()
-                                    : _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.constant[at + 16 * h])));
+        bw.scale[h] = ToDecodedOrder(
+            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.scale[at + 16 * h]))));
+        bw.offset[h] = _mm512_setzero_ps();
+        if (!kSymmetric) {
+          const __m512 constant = ToDecodedOrder(
+              _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.constant[at + 16 * h]))));
+          bw.offset[h] = _mm512_fnmadd_ps(bw.scale[h], _mm512_set1_ps(float((1 << kBits) - 1) / 2.f), constant);
+        }
       }
       if (--blocks_left_in_group == 0) {
         ++group;

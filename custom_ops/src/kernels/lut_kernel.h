@@ -73,26 +73,30 @@ struct OutputRows {
 // Block b of a row: a[k] ~ 2^E[b] * step[b] * values[k] with step = (largest finite |a| /
 // 2^E) / 127 and values in [-127, 127].
 //   values         [K_pad]     int8, 0 beyond K and for NaN and infinities
-//   half_step      [n_blocks]  step / 2, in units of 2^E[b]
+//   step           [n_blocks]  in units of 2^E[b]
+//   step_sum       [n_blocks]  step * block_sum, in units of 2^E[b]
 //   block_sum      [n_blocks]  sum of the block's values (an integer: no rounding)
 //   block_exponent [n_blocks]  E[b] (as for tables)
 struct Int8Row {
   int8_t* values = nullptr;
-  float* half_step = nullptr;
+  float* step = nullptr;
+  float* step_sum = nullptr;
   int32_t* block_sum = nullptr;
   int32_t* block_exponent = nullptr;
 };
 
-// M rows as the int8 tile kernels read them; half_step in units of 2^R[m] (rescaled by the
-// driver, as for tables).  Tile kernels sum per block and channel
-//   Y'[m, n] += half_step[m, b] * (s'[n, g] * (2 P - (2^bits - 1) block_sum[m, b]) + 2 c'[n, g] block_sum[m, b])
-// with P = sum_k q[n, k] values[m, k] (an integer), which is step * sum_k (s q_k + o) values_k
-// for o = c - s (2^bits - 1) / 2; then store y as OutputRows says.
+// M rows as the int8 tile kernels read them; step and step_sum in units of 2^R[m] (rescaled
+// by the driver, as for tables).  With w = s q + o per group (o = c - s (2^bits - 1) / 2, c
+// the constant of PreparedWeights), tile kernels sum per block and channel
+//   Y'[m, n] += step[m, b] * s'[n, g] * P + o'[n, g] * step_sum[m, b]
+// with P = sum_k q[n, k] values[m, k] (an integer), then store y as OutputRows says.  For
+// symmetric weights o' = -2^(bits-1) s', so that is step * s' * (P - 2^(bits-1) block_sum).
 struct Int8Rows {
   int64_t rows = 0;
   int64_t stride = 0;  // bytes between rows of `values` (K_pad)
   const int8_t* values = nullptr;
-  const float* half_step = nullptr;
+  const float* step = nullptr;
+  const float* step_sum = nullptr;
   const int32_t* block_sum = nullptr;
   const double* row_scale = nullptr;
 };

@@ -56,8 +56,8 @@ const char* Avx2Missing() {
 // Below int8_min_rows the kernel is the AVX2 one, so it needs AVX2's features too.
 const char* Avx512VnniMissing() {
   const bool avx512 = TMAC_CPU_HAS("avx512f") && TMAC_CPU_HAS("avx512bw") && TMAC_CPU_HAS("avx512vl") &&
-                      TMAC_CPU_HAS("avx512vnni") && TMAC_CPU_HAS("avx512vbmi");
-  return avx512 && Avx2Missing() == nullptr ? nullptr : "AVX-512 F/BW/VL/VNNI/VBMI (and AVX2, FMA, F16C)";
+                      TMAC_CPU_HAS("avx512vnni") && TMAC_CPU_HAS("avx512vbmi") && TMAC_CPU_HAS("gfni");
+  return avx512 && Avx2Missing() == nullptr ? nullptr : "AVX-512 F/BW/VL/VNNI/VBMI and GFNI (and AVX2, FMA, F16C)";
 }
 #endif
 
