@@ -1,22 +1,20 @@
 // AVX-512 VNNI kernel: the AVX2 kernel's table lookups for few rows, and for prefill (M at
 // least KernelOps::int8_min_rows) an int8 path: activations quantised to int8 per block,
-// weights decoded per tile and block to 8-bit integers, multiplied by vpdpbusd.
+// weights decoded per tile and block to 8-bit integers, multiplied by vpdpbusd
+// (docs/packed-format.md, "The int8 path").
 //
 // Why not lookups in zmm: on Zen 4 every 512-bit shuffle and multiply takes twice its 256-bit
 // time (vpshufb 0.276 vs 0.136 ns, vpdpbusd 0.274 vs 0.146), so a zmm lookup loop does the
 // AVX2 loop's work on the same two pipes: an AVX-512 kernel of layout v1 measured 0.97-1.14x
-// AVX2's time (docs/performance.md).  What pays is doing less per weight: one vpdpbusd is 64
-// multiply-adds (16 channels x 4 k) at any bit width, against 2.5 shuffle-pipe operations per
-// 64 lookups of one plane; the decode that makes its operand costs ~3 operations per plane
-// and 64 weights, once per tile for all M rows.
+// AVX2's time (docs/performance.md).  What pays for M rows is doing less per weight and row:
+// one vpdpbusd is 64 multiply-adds (16 channels x 4 k) at any bit width, against 2.5
+// shuffle-pipe operations per 64 lookups of one plane and row; the decode that makes its
+// operand costs two instructions per 64 weights (GFNI, below), once per tile for all M rows.
+// Zen 4, 4096x4096, 1 thread, M=128: 11.6-12.4 ms at 1-4 bits against 17-28 ms for lookups
+// and 22 ms for ORT's int8 kernel.
 //
-// Decoding layout v1 (docs/packed-format.md): a weight's nibble of plane i holds the bits of
-// four consecutive k of one channel, which is exactly what one vpdpbusd lane sums.  For each
-// output byte (quad, channel, k) vpermb fetches the byte holding its nibble, vptestmb tests
-// its bit, and a masked add puts 2^i there.
-//
-// Compiled with AVX-512 F/BW/VL/VNNI/VBMI (and AVX2/FMA/F16C for the lookup path's inline
-// helpers); only called after a run-time CPU check.
+// Compiled with AVX-512 F/BW/VL/VNNI/VBMI, GFNI (and AVX2/FMA/F16C); only called after a
+// run-time CPU check.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -43,8 +41,9 @@ namespace {
 // 1.17x at 1 bit, M=6 0.62-0.96x at every width (docs/performance.md).
 constexpr int64_t kInt8MinRows = 4;
 
-// Rows per pass over a decoded block: 8 rows x 2 zmm of 16 channels = 16 int32 accumulators,
-// plus the two weight registers and a broadcast activation, inside the 32 zmm registers.
+// Rows per pass over a decoded block: 8 rows x 2 zmm of 16 channels = 16 int32 accumulators
+// and the two weight registers, inside the 32 zmm registers (activations come as vpdpbusd's
+// embedded broadcast).
 constexpr int kRowBlock = 8;
 
 constexpr int kQuadBytes = 4 * kTileN;  // one decoded quad: 32 channels x 4 k, 128 bytes
@@ -76,7 +75,7 @@ bool QuantizeRowAvx512(const Geometry& g, const float* a, const Int8Row& out) {
     }
     const float largest = _mm512_reduce_max_ps(max_abs);
     const int exponent = BlockExponent(largest);
-    const float max_scaled = std::ldexp(largest, -exponent);  // exact: in [0.5, 1) or 0
+    const float max_scaled = std::ldexp(largest, -exponent);  // exact, below 4 (E is clamped)
     const float inv_step = max_scaled > 0.f ? 127.f / max_scaled : 0.f;
     const float step = max_scaled / 127.f;
     out.step[b] = step;
@@ -175,7 +174,9 @@ TMAC_ALWAYS_INLINE void DecodeSteps(const DecodePlan& plan, const uint8_t* tile,
   const __m512i top_plane = _mm512_set1_epi8(char(1 << (kBits - 1)));
   for (int64_t s = s_begin; s < s_end; ++s) {
     const uint8_t* step = tile + s * kTileN * kBits;
-    const __m512i pairs0 = _mm512_loadu_si512(step);  // (the single chunk at 1 bit: only bytes < 32 used)
+    // (a 1-bit step is 32 bytes, its single chunk: a 64-byte load could run past the planes)
+    const __m512i pairs0 = kPairs > 0 ? _mm512_loadu_si512(step)
+                                      : _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(step)));
     const __m512i pairs1 = kPairs == 2 ? _mm512_loadu_si512(step + 64) : pairs0;
     uint8_t* dst = out + (s - s_begin) * 2 * kQuadBytes;
     for (int lane = 0; lane < 2; ++lane)
@@ -216,10 +217,10 @@ struct BlockWeights {
 };
 
 // kRows rows [m0, m0 + kRows) of one block: P = sum q * values over the block's n_quads
-// decoded quads, then y' += the block's term (see Int8Rows).  The symmetric start value is at
-// most 8 * 256 * 127 in magnitude, which P's bound below leaves room for.  P needs no overflow window:
-// at most 256 k * 15 * 127 per block, and vpdpbusd sums four u8 x s8 products into int32
-// without saturation.
+// decoded quads, then y' += the block's term (see Int8Rows).  P needs no overflow window: at
+// most 256 k * 15 * 127 per block (and the symmetric start below at most 8 * 256 * 127),
+// which vpdpbusd sums, four u8 x s8 products at a time, into int32 without saturation, and
+// which fp32 holds exactly.
 //
 // The accumulators are named variables updated in place by asm: with an array, or with the
 // intrinsic, GCC 12 copied every accumulator to another register around each use and spilled
@@ -228,7 +229,7 @@ template <int kBits, bool kSymmetric, int kRows>
 TMAC_ALWAYS_INLINE void RowsOfBlock(const uint8_t* decoded, int64_t n_quads, const Int8Rows& act, int64_t m0,
                                     int64_t k0, int64_t rb, int64_t n_blocks, const BlockWeights& bw, float* ybuf) {
   static_assert(kRows >= 1 && kRows <= 8, "the accumulators below are named for 8 rows");
-  static_assert(int64_t(kMaxBlockK) * 15 * 127 < (int64_t(1) << 24), "a block's P is not exact in fp32");
+  static_assert(int64_t(kMaxBlockK) * (15 + 8) * 127 < (int64_t(1) << 24), "a block's P is not exact in fp32");
   const int8_t* row = act.values + m0 * act.stride + k0;
   const int64_t stride = act.stride;
   // Symmetric weights: the accumulators start at -2^(bits-1) block_sum, so they end at
