@@ -65,6 +65,18 @@ def test_bench_times_every_kernel_named(tmp_path):
     assert f"({names[0]})" in (tmp_path / "bench.md").read_text()
 
 
+def test_bench_says_which_rows_took_the_int8_path(tmp_path):
+    kernels = [k for k in tmac_ort.kernel_registry() if k.available]
+    rows_needed = max([k.int8_min_rows for k in kernels] + [1])
+    assert cli.main(["bench", "--shapes", "256x128", "--m", "1", str(rows_needed), "--bits", "2", "--threads", "1",
+                     "--rounds", "1", "--kernel", *[k.name for k in kernels], "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "bench.csv")))
+    labels = {(int(r["M"]), r["kernel"]) for r in rows if r["kernel"].startswith("LutGemm")}
+    expected = {(1, f"LutGemm 2b {k.name}") for k in kernels}
+    expected |= {(rows_needed, f"LutGemm 2b {k.name}" + (" int8" if k.int8_min_rows else "")) for k in kernels}
+    assert labels == expected
+
+
 def test_bench_refuses_a_kernel_it_cannot_run(capsys):
     assert cli.main(["bench", "--kernel", "sparc"]) == 1
     err = capsys.readouterr().err

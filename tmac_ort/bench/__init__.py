@@ -62,14 +62,14 @@ def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, 
                     best_ort = min(ort_quant)
                     for c, t in zip(cs, times):
                         rows.append({
-                            "K": K, "N": N, "M": M, "bits": bits, "threads": threads, "kernel": c.name,
+                            "K": K, "N": N, "M": M, "bits": bits, "threads": threads, "kernel": c.label(M),
                             "ms": t * 1e3, "gflops": 2 * M * N * K / t / 1e9,
                             "weight_gbs": c.weight_bytes / t / 1e9,
                             "bw_share": c.weight_bytes / t / 1e9 / bandwidth[threads],
                             "ratio_lut_vs_best_ort": lut_time / best_ort,
                         })
                     print(f"K={K:5d} N={N:5d} M={M:3d} bits={bits} threads={threads}: "
-                          + "  ".join(f"{c.name} {t * 1e3:.3f}ms" for c, t in zip(cs, times))
+                          + "  ".join(f"{c.label(M)} {t * 1e3:.3f}ms" for c, t in zip(cs, times))
                           + f"  | LutGemm/best ORT {lut_time / best_ort:.2f}", flush=True)
     write_outputs(rows, out_dir, bandwidth, cold)
     return rows

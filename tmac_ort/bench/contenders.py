@@ -13,6 +13,11 @@ class Contender:
     name: str
     session: object
     weight_bytes: int
+    int8_min_rows: int = 0  # a LutGemm kernel with an int8 path takes it from this many rows
+
+    def label(self, rows: int) -> str:
+        """The name, with ' int8' when `rows` rows take the kernel's int8 path."""
+        return self.name + (" int8" if self.int8_min_rows and rows >= self.int8_min_rows else "")
 
 
 def _session(model, threads, extra_config=None, library: bool | str = False, kernel: str | None = None):
@@ -30,7 +35,7 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
     one the ratios use), other builds of the op, ORT's quantised kernels and fp32 MatMul."""
     from onnx import helper, numpy_helper
 
-    from .. import matmul_nbits_format, packing, selected_kernel
+    from .. import kernel_registry, matmul_nbits_format, packing, selected_kernel
     from ..nodes import make_lut_gemm_model
 
     out = []
@@ -39,9 +44,10 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
     # no constant term, see docs/packed-format.md)
     nbytes = qw.pack().nbytes + 2 * qw.scales.size
     model = make_lut_gemm_model(qw)
+    int8_rows = {k.name: k.int8_min_rows for k in kernel_registry()}
     for kernel in kernels or (selected_kernel(),):
         out.append(Contender(f"LutGemm {bits}b {kernel}",
-                             _session(model, threads, library=True, kernel=kernel), nbytes))
+                             _session(model, threads, library=True, kernel=kernel), nbytes, int8_rows[kernel]))
     for library in other_libraries:  # A/B against another build of the op (ablations)
         out.append(Contender(f"LutGemm {bits}b [{Path(library).parent.name}]",
                              _session(model, threads, library=str(library)), nbytes))

@@ -27,7 +27,7 @@ def write_outputs(rows, out_dir: Path, bandwidth: dict, cold: bool = False):
         lut = rs[0]  # the first kernel named (or the default)
         ort = min((r for r in rs if r["kernel"].startswith("MatMulNBits")), key=lambda r: r["ms"])
         fp32 = next(r for r in rs if r["kernel"] == "MatMul fp32")
-        lines.append(f"| {K}×{N} | {M} | {bits} | {threads} | {lut['ms']:.3f} ({lut['kernel'].split()[-1]}) | {ort['ms']:.3f} ({ort['kernel']}) | "
+        lines.append(f"| {K}×{N} | {M} | {bits} | {threads} | {lut['ms']:.3f} ({lut['kernel'].split(maxsplit=2)[-1]}) | {ort['ms']:.3f} ({ort['kernel']}) | "
                      f"{fp32['ms']:.3f} | **{lut['ratio_lut_vs_best_ort']:.2f}** | "
                      f"{lut['weight_gbs']:.1f} ({lut['bw_share']:.0%}) |")
     (out_dir / "bench.md").write_text("\n".join(lines) + "\n")
