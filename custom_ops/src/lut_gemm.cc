@@ -73,14 +73,14 @@ std::vector<uint16_t> ToFp16Channels(const Geometry& g, const float* values, con
   return out;
 }
 
-// Block units -> one unit per row, 2^R with R the row's largest block exponent: blocks far
-// below the row's largest may underflow here, as their share of the sum would in fp32.
-// Returns 2^R.
-double ToRowUnits(int64_t n_blocks, const int32_t* exponent, float* a, float* b) {
+// A row's two per-block values (half step and block sum, or step and step sum) from block
+// units to one unit per row, 2^R with R the row's largest block exponent: blocks far below
+// the row's largest may underflow here, as their share of the sum would in fp32.  Returns 2^R.
+double ToRowUnits(int64_t n_blocks, const int32_t* exponent, float* first, float* second) {
   const int32_t r = *std::max_element(exponent, exponent + n_blocks);
   for (int64_t i = 0; i < n_blocks; ++i) {
-    a[i] = std::ldexp(a[i], exponent[i] - r);
-    if (b != nullptr) b[i] = std::ldexp(b[i], exponent[i] - r);
+    first[i] = std::ldexp(first[i], exponent[i] - r);
+    second[i] = std::ldexp(second[i], exponent[i] - r);
   }
   return std::ldexp(1.0, r);
 }
