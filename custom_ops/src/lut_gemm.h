@@ -67,7 +67,7 @@ class LutGemm {
 
   PreparedWeights weights_;
   QuantParams quant_;
-  std::vector<NibblePosition> nibble_positions_;  // for Dequantized
+  NibbleMap nibble_positions_;  // for Dequantized
   const KernelOps& kernel_;
   int64_t int8_min_rows_;  // 0: no int8 path
 };

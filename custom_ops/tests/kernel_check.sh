@@ -13,6 +13,21 @@ out="${KERNEL_CHECK_BUILD:-$here/../../build/kernel-check}"
 mkdir -p "$out"
 common=(-std=c++17 -O2 -Wall -Wextra -I"$src" "$src/lut_gemm.cc" "$src/kernels/registry.cc" "$src/kernels/lut_scalar.cc")
 
+# An object compiled with ISA flags must define no weak symbols: the linker keeps one copy of
+# each weak (inline, template) function for the whole library, and a baseline caller could get
+# the copy compiled for AVX-512 or the dot product.  The kernels' files give their helpers
+# internal linkage; this keeps it so.
+no_weak_symbols() {
+  local nm="$1"; shift
+  local weak
+  weak="$("$nm" -C "$@" | awk '$2 == "W" || ($2 == "V" && $3 !~ /^DW\.ref/)')"
+  if [[ -n "$weak" ]]; then
+    echo "kernel_check: weak symbols in an ISA-flagged object (give them internal linkage):" >&2
+    echo "$weak" >&2
+    exit 1
+  fi
+}
+
 case "${1:-native}" in
   native)
     cxx="${CXX:-g++}"
@@ -22,9 +37,11 @@ case "${1:-native}" in
       "$cxx" -std=c++17 -O2 -c -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi -mgfni \
         -DTMAC_HAVE_AVX2=1 -I"$src" "$src/kernels/lut_avx512vnni.cc" -o "$out/lut_avx512vnni.o"
       objs=("$out/lut_avx2.o" "$out/lut_avx512vnni.o" -DTMAC_HAVE_AVX2=1)
+      no_weak_symbols "${NM:-nm}" "$out/lut_avx2.o" "$out/lut_avx512vnni.o"
     elif [[ "$(uname -m)" == aarch64 || "$(uname -m)" == arm64 ]]; then
       "$cxx" -std=c++17 -O2 -c -march=armv8.2-a+dotprod -DTMAC_HAVE_NEON=1 -I"$src" "$src/kernels/lut_neon_dotprod.cc" -o "$out/lut_neon_dotprod.o"
       objs=("$out/lut_neon_dotprod.o" "$src/kernels/lut_neon.cc" -DTMAC_HAVE_NEON=1)
+      no_weak_symbols "${NM:-nm}" "$out/lut_neon_dotprod.o"
     fi
     "$cxx" "${common[@]}" "${objs[@]}" "$here/kernel_check.cc" -o "$out/kernel_check"
     "$out/kernel_check"
@@ -39,6 +56,7 @@ case "${1:-native}" in
       exit 3
     fi
     "${cxx[@]}" -std=c++17 -O2 -c -march=armv8.2-a+dotprod -DTMAC_HAVE_NEON=1 -I"$src" "$src/kernels/lut_neon_dotprod.cc" -o "$out/lut_neon_dotprod.o"
+    no_weak_symbols aarch64-linux-gnu-nm "$out/lut_neon_dotprod.o"
     "${cxx[@]}" "${common[@]}" -DTMAC_HAVE_NEON=1 "$out/lut_neon_dotprod.o" "$src/kernels/lut_neon.cc" "$here/kernel_check.cc" \
       -static -o "$out/kernel_check_aarch64"
     for cpu in cortex-a53 max; do

@@ -4,9 +4,9 @@
 // the op's validation agree on sizes and positions.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 namespace tmac {
 
@@ -34,6 +34,26 @@ struct Geometry {
   // (the last group may have fewer blocks).
   int64_t blocks_per_group() const { return group_size == K ? n_blocks : group_size / block_k; }
 };
+
+// The inverse of SlotOf (below) for the first quad of a step: where plane p of channel c sits
+// (the second quad's nibble is 16 bytes further on).
+struct NibblePosition {
+  int byte = 0;
+  bool high = false;
+};
+
+// Positions indexed [plane * kTileN + channel], planes 0..bits-1.
+using NibbleMap = std::array<NibblePosition, 4 * kTileN>;
+
+struct NibbleSlot {
+  int plane;
+  int channel;  // 0..31 within the tile
+};
+
+// The functions have internal linkage: this header is included by the kernels' files, each
+// compiled with its own ISA flags, and an inline function with external linkage would be a
+// weak symbol the linker merges across them (custom_ops/tests/kernel_check.sh checks).
+namespace {
 
 // Fills `g` from K, N, bits and group size; returns nullptr or a message saying what is wrong.
 inline const char* MakeGeometry(int64_t K, int64_t N, int64_t bits, int64_t group_size, Geometry* g) {
@@ -71,11 +91,6 @@ inline const char* MakeGeometry(int64_t K, int64_t N, int64_t bits, int64_t grou
 // planes are paired (2p, 2p+1) in "pair chunks" of 32 bytes covering 16 channels each;
 // an odd top plane gets one "single chunk" covering all 32 channels.  Byte i of a chunk
 // belongs to quad 2s + i/16 (the two 128-bit lanes hold the step's two quads).
-struct NibbleSlot {
-  int plane;
-  int channel;  // 0..31 within the tile
-};
-
 inline int PairChunks(int bits) { return 2 * (bits / 2); }
 
 // `byte` in [0, 32*bits) within a step, `high` selects the high nibble.
@@ -91,16 +106,9 @@ inline NibbleSlot SlotOf(int bits, int byte, bool high) {
 
 inline int QuadInStep(int byte) { return (byte % 32) / 16; }
 
-// The inverse of SlotOf for the first quad of a step: where plane p of channel c sits
-// (the second quad's nibble is 16 bytes further on).
-struct NibblePosition {
-  int byte = 0;
-  bool high = false;
-};
-
-// Positions indexed [plane * kTileN + channel].
-inline std::vector<NibblePosition> NibblePositions(int bits) {
-  std::vector<NibblePosition> where(size_t(bits) * kTileN);
+// Where each plane's nibble of each channel sits (see NibbleMap).
+inline NibbleMap NibblePositions(int bits) {
+  NibbleMap where{};
   for (int byte = 0; byte < kTileN * bits; ++byte) {
     if (QuadInStep(byte) != 0) continue;
     for (bool high : {false, true}) {
@@ -112,8 +120,7 @@ inline std::vector<NibblePosition> NibblePositions(int bits) {
 }
 
 // q[n, k] (0 .. 2^bits - 1) read back from the packed planes; `where` is NibblePositions(bits).
-inline int QuantAt(const Geometry& g, const uint8_t* planes, const std::vector<NibblePosition>& where, int64_t n,
-                   int64_t k) {
+inline int QuantAt(const Geometry& g, const uint8_t* planes, const NibbleMap& where, int64_t n, int64_t k) {
   const uint8_t* step = planes + (n / kTileN) * g.tile_bytes() + (k / kStepK) * g.step_bytes();
   const int lane = int(k % kStepK) / kQuadK, bit = int(k % kQuadK);
   int q = 0;
@@ -125,4 +132,5 @@ inline int QuantAt(const Geometry& g, const uint8_t* planes, const std::vector<N
   return q;
 }
 
+}  // namespace
 }  // namespace tmac

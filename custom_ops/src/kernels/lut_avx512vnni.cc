@@ -22,7 +22,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
-#include <vector>
+#include <new>
 
 #include "lut_kernel.h"
 #include "tables.h"
@@ -47,6 +47,27 @@ constexpr int64_t kInt8MinRows = 4;
 constexpr int kRowBlock = 8;
 
 constexpr int kQuadBytes = 4 * kTileN;  // one decoded quad: 32 channels x 4 k, 128 bytes
+
+// A thread's 64-byte-aligned float scratch, grown as needed.  Not a std::vector: a template
+// instantiated here is compiled with AVX-512 flags and is a weak symbol the linker may pick
+// for the baseline code's calls too (it did not, by link order, but nothing made it so);
+// everything in this file has internal linkage instead.
+class AlignedScratch {
+ public:
+  ~AlignedScratch() { ::operator delete[](data_, std::align_val_t(64)); }
+  float* Get(size_t n) {
+    if (n > size_) {
+      ::operator delete[](data_, std::align_val_t(64));
+      data_ = static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(64)));
+      size_ = n;
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  size_t size_ = 0;
+};
 
 // ---------------------------------------------------------------------------------------
 // Activations
@@ -136,7 +157,7 @@ struct DecodePlan {
 
 DecodePlan MakeDecodePlan(int bits) {
   DecodePlan plan{};
-  const std::vector<NibblePosition> where = NibblePositions(bits);
+  const NibbleMap where = NibblePositions(bits);
   const int pair_planes = PairChunks(bits);
   for (int half = 0; half < 2; ++half)
     for (int byte = 0; byte < 64; ++byte) {
@@ -303,9 +324,8 @@ void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_b
   const Geometry& g = w.geo;
   const DecodePlan& plan = PlanFor(kBits);
   alignas(64) uint8_t decoded[kMaxBlockK / kQuadK * kQuadBytes];  // one block of a tile: <= 8 KB
-  thread_local std::vector<float> ybuf_storage;  // y' of every row for one tile, 64-byte aligned below
-  ybuf_storage.resize(size_t(act.rows) * kTileN + 16);
-  float* ybuf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(ybuf_storage.data()) + 63) & ~uintptr_t(63));
+  thread_local AlignedScratch scratch;
+  float* ybuf = scratch.Get(size_t(act.rows) * kTileN);  // y' of every row for one tile
   const int64_t blocks_per_group = g.blocks_per_group();
   for (int64_t t = tile_begin; t < tile_end; ++t) {
     std::fill(ybuf, ybuf + act.rows * kTileN, 0.f);

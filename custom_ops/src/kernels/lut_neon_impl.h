@@ -27,6 +27,10 @@
 
 namespace tmac {
 namespace neon {
+// Internal linkage: this header is compiled twice with different -march flags (with and
+// without the dot product).  Inline functions with external linkage would be weak symbols the
+// linker merges, so the plain kernel could run the dot-product build's copy.
+namespace {
 
 #define TMAC_ALWAYS_INLINE inline __attribute__((always_inline))
 
@@ -326,5 +330,6 @@ inline void FloatToHalf(const float* src, uint16_t* dst, size_t n) {
   }
 }
 
+}  // namespace
 }  // namespace neon
 }  // namespace tmac

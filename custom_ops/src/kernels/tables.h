@@ -23,6 +23,10 @@
 #include "lut_kernel.h"
 
 namespace tmac {
+// Internal linkage: every ISA kernel's file includes this with its own compiler flags, and
+// inline functions with external linkage would be weak symbols the linker merges (a scalar or
+// AVX2 caller could run a copy compiled for AVX-512 or the dot product).
+namespace {
 
 // Block exponents are clamped so that 2^-E is a normal float: a block whose largest |a| is
 // below 2^-126 (subnormal) is scaled by 2^125, which still brings it to 2^-24 or above; one
@@ -125,4 +129,5 @@ inline bool BuildTablesPortable(const Geometry& g, const float* a, const RowTabl
   return finite;
 }
 
+}  // namespace
 }  // namespace tmac
