@@ -1,6 +1,7 @@
 """custom_ops/tests/kernel_check.sh: every kernel of a target against the exact product and the
 scalar kernel, compiled without ONNX Runtime (the same check runs the ARM kernels under qemu)."""
 
+import platform
 import re
 import shutil
 import subprocess
@@ -21,6 +22,19 @@ def run(target: str, tmp_path, **env):
 def test_this_machines_kernels(tmp_path):
     out = run("native", tmp_path)
     assert "0 failed" in out and "scalar " in out
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or not shutil.which("qemu-x86_64"),
+                    reason="needs an x86-64 machine and qemu-user (make test-arm installs it)")
+def test_x86_kernels_on_cpus_without_avx512_and_without_avx2(tmp_path):
+    """The run-time choice never runs an instruction the CPU lacks: under qemu as a Haswell (no
+    AVX-512) and a Nehalem (no AVX2) the kernels it lacks are skipped and the rest pass."""
+    out = run("x86-older", tmp_path)
+    haswell, nehalem = out.split("== qemu-x86_64 -cpu Nehalem")
+    all_cases = r"\s+(\d+) of \1 cases within the bounds"
+    assert "avx512vnni     skipped: this CPU lacks" in haswell and re.search("avx2" + all_cases, haswell)
+    assert "avx2           skipped: this CPU lacks" in nehalem and re.search("scalar" + all_cases, nehalem)
+    assert haswell.count("0 failed") == 1 and nehalem.count("0 failed") == 1
 
 
 ARM_TOOLS = shutil.which("aarch64-linux-gnu-g++") and shutil.which("qemu-aarch64")

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds custom_ops/tests/kernel_check.cc with every kernel of a target and runs it.
 #   kernel_check.sh native    this machine's compiler and CPU (x86-64: scalar, AVX2, AVX-512 VNNI)
+#   kernel_check.sh x86-older the x86-64 build under qemu-user as CPUs without AVX-512 (-cpu
+#                             Haswell) and without AVX2 (-cpu Nehalem): each must skip the kernels
+#                             it lacks and run the others without an instruction it lacks
 #   kernel_check.sh aarch64   Debian's aarch64 cross compiler, run under qemu-user twice:
 #                             -cpu cortex-a53 (no dot product) and -cpu max (dot product);
 #                             AARCH64_CXX="clang++ --target=aarch64-linux-gnu" builds with clang
@@ -46,6 +49,17 @@ case "${1:-native}" in
     "$cxx" "${common[@]}" "${objs[@]}" "$here/kernel_check.cc" -o "$out/kernel_check"
     "$out/kernel_check"
     ;;
+  x86-older)
+    if ! command -v qemu-x86_64 > /dev/null; then
+      echo "kernel_check: missing qemu-user (Debian: apt-get install qemu-user)" >&2
+      exit 3
+    fi
+    "$0" native > /dev/null
+    for cpu in Haswell Nehalem; do
+      echo "== qemu-x86_64 -cpu $cpu"
+      qemu-x86_64 -cpu "$cpu" "$out/kernel_check" 2> >(grep -v "TCG doesn't support requested feature" >&2)
+    done
+    ;;
   aarch64)
     missing=()
     read -ra cxx <<< "${AARCH64_CXX:-aarch64-linux-gnu-g++}"
@@ -65,7 +79,7 @@ case "${1:-native}" in
     done
     ;;
   *)
-    echo "usage: $0 [native|aarch64]" >&2
+    echo "usage: $0 [native|x86-older|aarch64]" >&2
     exit 2
     ;;
 esac
