@@ -72,7 +72,7 @@ def qemu_count(binary: Path, kernel: str, K: int, N: int, bits: int) -> int:
 
 def callgrind_count(binary: Path, kernel: str, K: int, N: int, bits: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=tmac::LutGemm::Run*",
+        done = subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=tmac::LutGemm::Run(*",
                                f"--callgrind-out-file={tmp}/out", str(binary), "gemv", kernel, str(K), str(N),
                                str(bits)], capture_output=True, text=True, check=True)
         return int(re.search(r"Collected : (\d+)", done.stderr).group(1))

@@ -40,7 +40,7 @@ def inner(library: str, kernel: str, K: int, N: int, M: int, bits: int, group: i
 
 def count(library: str, kernel: str, K: int, N: int, M: int, bits: int, group: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = ["valgrind", "--tool=callgrind", "--toggle-collect=tmac::LutGemm::Run*",
+        cmd = ["valgrind", "--tool=callgrind", "--toggle-collect=tmac::LutGemm::Run(*",
                f"--callgrind-out-file={tmp}/out", sys.executable, __file__, "--inner",
                library, kernel, str(K), str(N), str(M), str(bits), str(group)]
         result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
