@@ -52,13 +52,18 @@ def magnitude(a: np.ndarray, qw) -> np.ndarray:
     return np.abs(a) @ qw.per_element(per_group).T
 
 
+def padded_finite(a: np.ndarray, geo) -> np.ndarray:
+    """Rows a[M, K] in float64, NaN and infinities as 0, zero-padded to K_pad."""
+    padded = np.zeros((len(a), geo.K_pad))
+    padded[:, : geo.K] = np.where(np.isfinite(a), a, 0)
+    return padded
+
+
 def table_error_bound(a: np.ndarray, qw) -> np.ndarray:
     """Worst-case |LutGemm - exact| per output [M, N] for finite a (see the module doc)."""
     geo = qw.geometry
-    a = np.where(np.isfinite(a), a, 0).astype(np.float64)
-    M = a.shape[0]
-    padded = np.zeros((M, geo.K_pad))
-    padded[:, : qw.K] = a
+    padded = padded_finite(a, geo)
+    M = len(a)
     quads = np.abs(padded).reshape(M, -1, 4).sum(axis=2)  # sum_j |a_j| per quad
     quads_per_block = geo.block_k // 4
     levels = (1 << qw.bits) - 1
@@ -75,13 +80,10 @@ def table_error_bound(a: np.ndarray, qw) -> np.ndarray:
 def int8_error_bound(a: np.ndarray, qw) -> np.ndarray:
     """Worst-case |int8 path - exact| per output [M, N] for finite a (see the module doc)."""
     geo = qw.geometry
-    a = np.where(np.isfinite(a), a, 0).astype(np.float64)
-    M = a.shape[0]
-    padded = np.zeros((M, geo.K_pad))
-    padded[:, : qw.K] = a
+    padded = padded_finite(a, geo)
     w = np.zeros((qw.N, geo.K_pad))
     w[:, : qw.K] = np.abs(qw.dequantize().astype(np.float64))
-    bound = np.zeros((M, qw.N))
+    bound = np.zeros((len(a), qw.N))
     for b in range(geo.n_blocks):
         sl = slice(b * geo.block_k, (b + 1) * geo.block_k)
         step = np.abs(padded[:, sl]).max(axis=1) / 127

@@ -24,6 +24,22 @@ def _exponent(x: np.ndarray) -> np.ndarray:
     return np.frexp(x)[1].astype(np.int64)
 
 
+def _blocks_scaled(a: np.ndarray, geo: Geometry):
+    """Rows a[M, K] padded to K_pad with NaN and infinities as 0, and per block the largest |a|
+    and E (clamped so 2^-E is normal; 0 for an all-zero block): (block_of_k, max_abs, E,
+    the rows times 2^-E of their block)."""
+    a = np.asarray(a, dtype=np.float32)
+    padded = np.zeros((a.shape[0], geo.K_pad), dtype=np.float32)
+    padded[:, : geo.K] = np.where(np.isfinite(a), a, np.float32(0))
+    block_of_k = np.arange(geo.K_pad) // geo.block_k
+    max_abs = np.zeros((a.shape[0], geo.n_blocks), dtype=np.float32)
+    np.maximum.at(max_abs, (slice(None), block_of_k), np.abs(padded))
+    exponent = np.clip(_exponent(max_abs), MIN_BLOCK_EXPONENT, MAX_BLOCK_EXPONENT)
+    exponent[max_abs == 0] = 0
+    scaled = np.ldexp(padded, -exponent[:, block_of_k]).astype(np.float32)  # exact
+    return block_of_k, max_abs, exponent, scaled
+
+
 def build_tables(a: np.ndarray, geo: Geometry):
     """Tables of activation rows a[M, K]: int8 [M, K_pad/4, 16], half steps and block sums
     [M, n_blocks] in units of 2^R[m], and R [M].
@@ -33,16 +49,8 @@ def build_tables(a: np.ndarray, geo: Geometry):
     step max_quad(sum |a_j|) / 127 of its block, rounded half to even.  NaN and infinities
     count as 0 (`lut_gemm` adds their products).  R[m] is the row's largest E.
     """
-    a = np.asarray(a, dtype=np.float32)
-    M = a.shape[0]
-    padded = np.zeros((M, geo.K_pad), dtype=np.float32)
-    padded[:, : geo.K] = np.where(np.isfinite(a), a, np.float32(0))
-    block_of_k = np.arange(geo.K_pad) // geo.block_k
-    max_abs = np.zeros((M, geo.n_blocks), dtype=np.float32)
-    np.maximum.at(max_abs, (slice(None), block_of_k), np.abs(padded))
-    exponent = np.clip(_exponent(max_abs), MIN_BLOCK_EXPONENT, MAX_BLOCK_EXPONENT)
-    exponent[max_abs == 0] = 0
-    scaled = np.ldexp(padded, -exponent[:, block_of_k]).astype(np.float32)  # exact
+    M = len(a)
+    block_of_k, _, exponent, scaled = _blocks_scaled(a, geo)
     v = scaled.reshape(M, -1, QUAD_K)
     abs_sum = (np.abs(v[..., 0]) + np.abs(v[..., 1])) + (np.abs(v[..., 2]) + np.abs(v[..., 3]))  # QuadAbsSum's order
     block_of_quad = np.arange(v.shape[1]) // (geo.block_k // QUAD_K)
@@ -125,12 +133,7 @@ def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) 
             total += looked_up.astype(np.int64).sum(axis=2) << p
         g = geo.group_of_block(b)
         y += total * (scales[:, g][None, :] * half_scale[:, b][:, None]) + constant[:, g][None, :] * block_sum[:, b][:, None]
-    out = np.ldexp(y.astype(np.float32).astype(np.float64), row_exponent[:, None] + u[None, :])
-    with np.errstate(over="ignore"):
-        out = out.astype(np.float32)
-    if bias is not None:
-        out += np.asarray(bias, dtype=np.float32)
-    return _add_non_finite_terms(a, w, out)
+    return _output(y, row_exponent, u, a, w, bias)
 
 
 def quantize_int8(a: np.ndarray, geo: Geometry):
@@ -141,16 +144,8 @@ def quantize_int8(a: np.ndarray, geo: Geometry):
     Block b is scaled by 2^-E (as for tables), then multiplied by 127 / (its largest finite
     |a| times 2^-E) and rounded half to even; NaN and infinities count as 0.
     """
-    a = np.asarray(a, dtype=np.float32)
-    M = a.shape[0]
-    padded = np.zeros((M, geo.K_pad), dtype=np.float32)
-    padded[:, : geo.K] = np.where(np.isfinite(a), a, np.float32(0))
-    block_of_k = np.arange(geo.K_pad) // geo.block_k
-    max_abs = np.zeros((M, geo.n_blocks), dtype=np.float32)
-    np.maximum.at(max_abs, (slice(None), block_of_k), np.abs(padded))
-    exponent = np.clip(_exponent(max_abs), MIN_BLOCK_EXPONENT, MAX_BLOCK_EXPONENT)
-    exponent[max_abs == 0] = 0
-    scaled = np.ldexp(padded, -exponent[:, block_of_k]).astype(np.float32)  # exact
+    M = len(a)
+    block_of_k, max_abs, exponent, scaled = _blocks_scaled(a, geo)
     max_scaled = np.ldexp(max_abs, -exponent).astype(np.float32)
     with np.errstate(divide="ignore"):
         inv = np.where(max_scaled > 0, np.float32(127) / max_scaled, np.float32(0)).astype(np.float32)
@@ -180,6 +175,12 @@ def int8_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None)
         P = values[:, sl].astype(np.int64) @ q[:, sl].T  # [M, N]
         g = geo.group_of_block(b)
         y += step[:, b][:, None] * scales[:, g][None, :] * P + offsets[:, g][None, :] * step_sum[:, b][:, None]
+    return _output(y, row_exponent, u, a, w, bias)
+
+
+def _output(y, row_exponent, u, a, w: QuantizedWeight, bias) -> np.ndarray:
+    """y' (float64 sums in row and channel units) as the kernels store it: rounded to fp32,
+    scaled by 2^(R[m] + u[n]) with one rounding, plus bias, plus the non-finite terms."""
     out = np.ldexp(y.astype(np.float32).astype(np.float64), row_exponent[:, None] + u[None, :])
     with np.errstate(over="ignore"):
         out = out.astype(np.float32)
