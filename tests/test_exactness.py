@@ -8,8 +8,9 @@ each kernel that has one ('NAME+int8', conftest.py):
   entry is off by at most half a table step, so per block and output the lookup sum is off
   by at most n_quads * step / 2 * (2^bits - 1) / 2 * |s|.  The int8 path
   (`int8_error_bound`): every activation is off by at most half its block's step
-  (largest |a| / 127), so per block and output the sum is off by at most
-  step / 2 * sum_k |w_k|.  On both, fp16 scales (2^-11) and fp32 sums add at most 2^-10 of
+  (largest |a| / 127) and multiplies only the centred weight s (q - 2^(bits-1)) (the
+  offset part takes the exact block sum), so per block and output the sum is off by at
+  most step / 2 * sum_k |s| |q_k - 2^(bits-1)|.  On both, fp16 scales (2^-11) and fp32 sums add at most 2^-10 of
   sum_k |a_k| (|s| (2^bits - 1) + |constant|).  These bounds hold for any data: a kernel
   that overflows, saturates or loses a scale to underflow breaks them;
 * against the numpy reference of the path's own arithmetic (`reference.lut_gemm`,
@@ -81,8 +82,9 @@ def int8_error_bound(a: np.ndarray, qw) -> np.ndarray:
     """Worst-case |int8 path - exact| per output [M, N] for finite a (see the module doc)."""
     geo = qw.geometry
     padded = padded_finite(a, geo)
-    w = np.zeros((qw.N, geo.K_pad))
-    w[:, : qw.K] = np.abs(qw.dequantize().astype(np.float64))
+    w = np.zeros((qw.N, geo.K_pad))  # |s| |q - 2^(bits-1)|: what the int8 values multiply
+    centred = np.abs(qw.q.astype(np.float64) - (1 << (qw.bits - 1)))
+    w[:, : qw.K] = qw.per_element(np.abs(qw.scales.astype(np.float64))) * centred
     bound = np.zeros((len(a), qw.N))
     for b in range(geo.n_blocks):
         sl = slice(b * geo.block_k, (b + 1) * geo.block_k)

@@ -137,9 +137,9 @@ def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) 
 
 
 def quantize_int8(a: np.ndarray, geo: Geometry):
-    """Activation rows a[M, K] as the int8 path quantises them: values int8 [M, K_pad], steps
-    and step * block sum [M, n_blocks] in units of 2^R[m], integer block sums [M, n_blocks],
-    and R [M].
+    """Activation rows a[M, K] as the int8 path quantises them: values int8 [M, K_pad]; steps
+    and sums of the finite activations [M, n_blocks] in units of 2^R[m]; integer sums of the
+    values [M, n_blocks]; and R [M].
 
     Block b is scaled by 2^-E (as for tables), then multiplied by 127 / (its largest finite
     |a| times 2^-E) and rounded half to even; NaN and infinities count as 0.
@@ -150,32 +150,34 @@ def quantize_int8(a: np.ndarray, geo: Geometry):
     with np.errstate(divide="ignore"):
         inv = np.where(max_scaled > 0, np.float32(127) / max_scaled, np.float32(0)).astype(np.float32)
     values = np.clip(np.rint((scaled * inv[:, block_of_k]).astype(np.float32)), -127, 127).astype(np.int8)
-    block_sum = np.zeros((M, geo.n_blocks), dtype=np.int64)
-    np.add.at(block_sum, (slice(None), block_of_k), values.astype(np.int64))
+    value_sum = np.zeros((M, geo.n_blocks), dtype=np.int64)
+    np.add.at(value_sum, (slice(None), block_of_k), values.astype(np.int64))
+    block_sum = np.zeros((M, geo.n_blocks), dtype=np.float64)
+    np.add.at(block_sum, (slice(None), block_of_k), scaled.astype(np.float64))
     row_exponent = exponent.max(axis=1)
-    step = np.ldexp(max_scaled / np.float32(127), exponent - row_exponent[:, None]).astype(np.float32)
-    return values, step, (step * block_sum).astype(np.float32), block_sum, row_exponent
+    to_row = exponent - row_exponent[:, None]
+    step = np.ldexp(max_scaled / np.float32(127), to_row).astype(np.float32)
+    return values, step, np.ldexp(block_sum, to_row), value_sum, row_exponent
 
 
 def int8_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) -> np.ndarray:
     """LutGemm's int8 path (prefill on kernels with a dot product) exactly as the kernels compute
-    it, up to fp32 summation order: per block and channel step * s' * P + o' * step * block_sum
-    with P = sum_k q values and o' = c' - s' (2^bits - 1) / 2."""
+    it, up to fp32 summation order: per block and channel
+    step * s' * (P - 2^(bits-1) value_sum) + (c' + s'/2) * block_sum with P = sum_k q values."""
     geo = w.geometry
-    a = np.asarray(a, dtype=np.float32)
-    values, step, step_sum, _, row_exponent = quantize_int8(a, geo)
-    M = a.shape[0]
+    values, step, block_sum, value_sum, row_exponent = quantize_int8(a, geo)
     q = np.zeros((w.N, geo.K_pad), dtype=np.int64)
     q[:, : w.K] = w.q
     scales, constant, u = channel_units(w)
-    offsets = constant.astype(np.float64) - scales.astype(np.float64) * (((1 << w.bits) - 1) / 2)
-    y = np.zeros((M, w.N), dtype=np.float64)
+    offsets = constant.astype(np.float64) + scales.astype(np.float64) / 2
+    centre = 1 << (w.bits - 1)
+    y = np.zeros((len(values), w.N), dtype=np.float64)
     for b in range(geo.n_blocks):
         sl = slice(b * geo.block_k, min((b + 1) * geo.block_k, geo.K_pad))
-        P = values[:, sl].astype(np.int64) @ q[:, sl].T  # [M, N]
+        centred = values[:, sl].astype(np.int64) @ q[:, sl].T - centre * value_sum[:, b][:, None]  # [M, N]
         g = geo.group_of_block(b)
-        y += step[:, b][:, None] * scales[:, g][None, :] * P + offsets[:, g][None, :] * step_sum[:, b][:, None]
-    return _output(y, row_exponent, u, a, w, bias)
+        y += step[:, b][:, None] * scales[:, g][None, :] * centred + offsets[:, g][None, :] * block_sum[:, b][:, None]
+    return _output(y, row_exponent, u, np.asarray(a, dtype=np.float32), w, bias)
 
 
 def _output(y, row_exponent, u, a, w: QuantizedWeight, bias) -> np.ndarray:

@@ -73,7 +73,7 @@ std::vector<uint16_t> ToFp16Channels(const Geometry& g, const float* values, con
   return out;
 }
 
-// A row's two per-block values (half step and block sum, or step and step sum) from block
+// A row's two per-block values (half step or step, and block sum) from block
 // units to one unit per row, 2^R with R the row's largest block exponent: blocks far below
 // the row's largest may underflow here, as their share of the sum would in fp32.  Returns 2^R.
 double ToRowUnits(int64_t n_blocks, const int32_t* exponent, float* first, float* second) {
@@ -239,8 +239,8 @@ void LutGemm::RunInt8(const float* a, int64_t rows, char* finite, const OutputRo
                       const ParallelRunner& parallel) const {
   const Geometry& g = weights_.geo;
   thread_local std::vector<int8_t> values;
-  thread_local std::vector<float> block_floats;   // steps, then step sums
-  thread_local std::vector<int32_t> block_ints;   // sums, then exponents
+  thread_local std::vector<float> block_floats;   // steps, then block sums
+  thread_local std::vector<int32_t> block_ints;   // value sums, then exponents
   thread_local std::vector<double> row_scale;
   const size_t blocks = size_t(g.n_blocks) * rows;
   values.resize(size_t(g.K_pad) * rows);
@@ -249,17 +249,17 @@ void LutGemm::RunInt8(const float* a, int64_t rows, char* finite, const OutputRo
   row_scale.resize(size_t(rows));
   int8_t* values_data = values.data();
   float* steps = block_floats.data();
-  float* step_sums = block_floats.data() + blocks;
-  int32_t* block_sums = block_ints.data();
+  float* block_sums = block_floats.data() + blocks;
+  int32_t* value_sums = block_ints.data();
   int32_t* exponents = block_ints.data() + blocks;
   double* row_scales = row_scale.data();
   parallel(size_t(rows), [&](size_t m) {
     const size_t at = m * size_t(g.n_blocks);
-    const Int8Row row{values_data + m * g.K_pad, steps + at, step_sums + at, block_sums + at, exponents + at};
+    const Int8Row row{values_data + m * g.K_pad, steps + at, block_sums + at, value_sums + at, exponents + at};
     finite[m] = kernel_.quantize_row(g, a + m * g.K, row);
-    row_scales[m] = ToRowUnits(g.n_blocks, row.block_exponent, row.step, row.step_sum);
+    row_scales[m] = ToRowUnits(g.n_blocks, row.block_exponent, row.step, row.block_sum);
   });
-  const Int8Rows act{rows, g.K_pad, values_data, steps, step_sums, block_sums, row_scales};
+  const Int8Rows act{rows, g.K_pad, values_data, steps, block_sums, value_sums, row_scales};
   ForTileChunks(parallel, [&](int64_t begin, int64_t end) { kernel_.gemm_tiles_int8(weights_, act, begin, end, out); });
 }
 

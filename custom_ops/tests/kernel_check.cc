@@ -67,12 +67,15 @@ std::vector<float> RunKernel(const Case& c, const tmac::KernelOps& ops, bool int
 }
 
 // Returns an empty string, or what is wrong.  The int8 path (`int8`) has its own bound: every
-// activation off by at most half its block's step (largest |a| / 127), so per block the sum
-// is off by at most step / 2 * sum_k |w_k|; it is not compared with the scalar kernel, which
-// has no int8 path (tests/test_exactness.py compares it with its numpy reference).
+// activation off by at most half its block's step (largest |a| / 127), multiplying only the
+// centred weight s (q - 2^(bits-1)) (the offset takes the exact block sum), so per block the
+// sum is off by at most step / 2 * sum_k |s| |q_k - 2^(bits-1)|; it is not compared with the
+// scalar kernel, which has no int8 path (tests/test_exactness.py compares it with its numpy
+// reference).
 std::string Check(const Case& c, const std::vector<float>& y, const std::vector<float>& y_scalar, bool int8 = false) {
   const Geometry& g = c.geo;
   const std::vector<float> w = Dequantize(c);
+  const auto where = tmac::NibblePositions(g.bits);
   const int levels = (1 << g.bits) - 1;
   for (int64_t m = 0; m < c.M; ++m) {
     const float* a = &c.a[m * g.K];
@@ -98,7 +101,8 @@ std::string Check(const Case& c, const std::vector<float>& y, const std::vector<
       for (int64_t k = 0; k < g.K; ++k) {
         const size_t i = size_t(n * g.n_groups + k / g.group_size);
         const double wk = w[n * g.K + k];
-        int8_bound += int8_step[k / g.block_k] / 2 * std::fabs(wk);
+        const int q = tmac::QuantAt(g, c.planes.data(), where, n, k);
+        int8_bound += int8_step[k / g.block_k] / 2 * std::fabs(double(c.scales[i])) * std::abs(q - (1 << (g.bits - 1)));
         if (!std::isfinite(a[k])) {
           const double t = double(a[k]) * wk;
           if (std::isnan(t) || (inf_sign && (t > 0 ? 1 : -1) != inf_sign)) nan = true;

@@ -98,25 +98,27 @@ bool QuantizeRowAvx512(const Geometry& g, const float* a, const Int8Row& out) {
     const int exponent = BlockExponent(largest);
     const float max_scaled = std::ldexp(largest, -exponent);  // exact, below 4 (E is clamped)
     const float inv_step = max_scaled > 0.f ? 127.f / max_scaled : 0.f;
-    const float step = max_scaled / 127.f;
-    out.step[b] = step;
+    out.step[b] = max_scaled / 127.f;
     out.block_exponent[b] = exponent;
     const __m512 scale = _mm512_set1_ps(std::ldexp(1.f, -exponent));
     const __m512 inv = _mm512_set1_ps(inv_step);
     __m512i sum = _mm512_setzero_si512();
+    __m512 exact_sum = _mm512_setzero_ps();
     for (int64_t k = k0; k < k1; k += 16) {
       const __mmask16 in = FirstLanes(k_end - k);
       const __m512 v = _mm512_maskz_loadu_ps(in, a + k);
       const __mmask16 ok = _mm512_mask_cmp_ps_mask(in, _mm512_abs_ps(v), float_max, _CMP_LE_OQ);
-      const __m512 x = _mm512_maskz_mul_ps(ok, _mm512_mul_ps(v, scale), inv);
+      const __m512 scaled = _mm512_maskz_mul_ps(ok, v, scale);  // exact
+      exact_sum = _mm512_add_ps(exact_sum, scaled);
+      const __m512 x = _mm512_mul_ps(scaled, inv);
       // |x| <= 127 up to one rounding, so the clamp only guards that rounding
       __m512i q = _mm512_cvtps_epi32(x);
       q = _mm512_max_epi32(_mm512_min_epi32(q, limit), _mm512_sub_epi32(_mm512_setzero_si512(), limit));
       sum = _mm512_add_epi32(sum, q);
       _mm_mask_storeu_epi8(out.values + k, __mmask16(FirstLanes(k1 - k)), _mm512_cvtepi32_epi8(q));
     }
-    out.block_sum[b] = _mm512_reduce_add_epi32(sum);
-    out.step_sum[b] = step * float(out.block_sum[b]);
+    out.value_sum[b] = _mm512_reduce_add_epi32(sum);
+    out.block_sum[b] = _mm512_reduce_add_ps(exact_sum);
   }
   return finite;
 }
@@ -233,13 +235,13 @@ TMAC_ALWAYS_INLINE void DotAccumulate(__m512i& acc, __m512i w, const int8_t* a) 
 
 // What the epilogue of one block needs for the two channel halves of a tile.
 struct BlockWeights {
-  __m512 scale[2];   // s' of channels 0..15, 16..31
-  __m512 offset[2];  // o' = c' - s' (2^bits - 1) / 2 (non-symmetric weights only)
+  __m512 scale[2];   // s' of channels 0..15, 16..31 (decoded order)
+  __m512 offset[2];  // o2' = c' + s'/2 (non-symmetric weights only; see Int8Rows)
 };
 
 // kRows rows [m0, m0 + kRows) of one block: P = sum q * values over the block's n_quads
 // decoded quads, then y' += the block's term (see Int8Rows).  P needs no overflow window: at
-// most 256 k * 15 * 127 per block (and the symmetric start below at most 8 * 256 * 127),
+// most 256 k * 15 * 127 per block (and the start below at most 8 * 256 * 127),
 // which vpdpbusd sums, four u8 x s8 products at a time, into int32 without saturation, and
 // which fp32 holds exactly.
 //
@@ -253,11 +255,10 @@ TMAC_ALWAYS_INLINE void RowsOfBlock(const uint8_t* decoded, int64_t n_quads, con
   static_assert(int64_t(kMaxBlockK) * (15 + 8) * 127 < (int64_t(1) << 24), "a block's P is not exact in fp32");
   const int8_t* row = act.values + m0 * act.stride + k0;
   const int64_t stride = act.stride;
-  // Symmetric weights: the accumulators start at -2^(bits-1) block_sum, so they end at
-  // P - 2^(bits-1) block_sum and the epilogue needs no constant term.
+  // The accumulators start at -2^(bits-1) value_sum, so they end at the centred sum.
   auto start = [&](int r) TMAC_ALWAYS_INLINE_LAMBDA {
-    return kSymmetric && r < kRows ? _mm512_set1_epi32(-act.block_sum[(m0 + r) * n_blocks + rb] * (1 << (kBits - 1)))
-                                   : _mm512_setzero_si512();
+    return r < kRows ? _mm512_set1_epi32(-act.value_sum[(m0 + r) * n_blocks + rb] * (1 << (kBits - 1)))
+                     : _mm512_setzero_si512();
   };
   __m512i acc0_0 = start(0), acc0_1 = acc0_0, acc1_0 = start(1), acc1_1 = acc1_0, acc2_0 = start(2), acc2_1 = acc2_0,
           acc3_0 = start(3), acc3_1 = acc3_0, acc4_0 = start(4), acc4_1 = acc4_0, acc5_0 = start(5), acc5_1 = acc5_0,
@@ -281,7 +282,7 @@ TMAC_ALWAYS_INLINE void RowsOfBlock(const uint8_t* decoded, int64_t n_quads, con
     for (int h = 0; h < 2; ++h) {
       const __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(sums[r][h]), _mm512_set1_ps(act.step[at]));
       __m512 yh = _mm512_fmadd_ps(p, bw.scale[h], _mm512_load_ps(y + 16 * h));
-      if (!kSymmetric) yh = _mm512_fmadd_ps(bw.offset[h], _mm512_set1_ps(act.step_sum[at]), yh);
+      if (!kSymmetric) yh = _mm512_fmadd_ps(bw.offset[h], _mm512_set1_ps(act.block_sum[at]), yh);
       _mm512_store_ps(y + 16 * h, yh);
     }
   }
@@ -349,7 +350,7 @@ void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_b
         if (!kSymmetric) {
           const __m512 constant = ToDecodedOrder(
               _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.constant[at + 16 * h]))));
-          bw.offset[h] = _mm512_fnmadd_ps(bw.scale[h], _mm512_set1_ps(float((1 << kBits) - 1) / 2.f), constant);
+          bw.offset[h] = _mm512_fmadd_ps(bw.scale[h], _mm512_set1_ps(0.5f), constant);
         }
       }
       if (--blocks_left_in_group == 0) {

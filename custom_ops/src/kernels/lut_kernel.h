@@ -74,30 +74,33 @@ struct OutputRows {
 // 2^E) / 127 and values in [-127, 127].
 //   values         [K_pad]     int8, 0 beyond K and for NaN and infinities
 //   step           [n_blocks]  in units of 2^E[b]
-//   step_sum       [n_blocks]  step * block_sum, in units of 2^E[b]
-//   block_sum      [n_blocks]  sum of the block's values (an integer: no rounding)
+//   block_sum      [n_blocks]  sum of the block's finite activations, in units of 2^E[b]
+//   value_sum      [n_blocks]  sum of the block's values (an integer: no rounding)
 //   block_exponent [n_blocks]  E[b] (as for tables)
 struct Int8Row {
   int8_t* values = nullptr;
   float* step = nullptr;
-  float* step_sum = nullptr;
-  int32_t* block_sum = nullptr;
+  float* block_sum = nullptr;
+  int32_t* value_sum = nullptr;
   int32_t* block_exponent = nullptr;
 };
 
-// M rows as the int8 tile kernels read them; step and step_sum in units of 2^R[m] (rescaled
-// by the driver, as for tables).  With w = s q + o per group (o = c - s (2^bits - 1) / 2, c
-// the constant of PreparedWeights), tile kernels sum per block and channel
-//   Y'[m, n] += step[m, b] * s'[n, g] * P + o'[n, g] * step_sum[m, b]
-// with P = sum_k q[n, k] values[m, k] (an integer), then store y as OutputRows says.  For
-// symmetric weights o' = -2^(bits-1) s', so that is step * s' * (P - 2^(bits-1) block_sum).
+// M rows as the int8 tile kernels read them; step and block_sum in units of 2^R[m] (rescaled
+// by the driver, as for tables).  With q centred on 2^(bits-1), w = s (q - 2^(bits-1)) + o2
+// (o2 = c + s/2 for the constant c of PreparedWeights, 0 for default zero points), tile
+// kernels sum per block and channel
+//   Y'[m, n] += step[m, b] * s'[n, g] * (P - 2^(bits-1) value_sum[m, b]) + o2'[n, g] * block_sum[m, b]
+// with P = sum_k q[n, k] values[m, k] (an integer), then store y as OutputRows says.  Only
+// the centred part goes through the int8 values (its error is at most 2^(bits-1) |s| per
+// value, whatever the zero point); the offset part takes the exact block sum, as the tables'
+// constant term does.
 struct Int8Rows {
   int64_t rows = 0;
   int64_t stride = 0;  // bytes between rows of `values` (K_pad)
   const int8_t* values = nullptr;
   const float* step = nullptr;
-  const float* step_sum = nullptr;
-  const int32_t* block_sum = nullptr;
+  const float* block_sum = nullptr;
+  const int32_t* value_sum = nullptr;
   const double* row_scale = nullptr;
 };
 
