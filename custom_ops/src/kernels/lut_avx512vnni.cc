@@ -10,8 +10,8 @@
 // one vpdpbusd is 64 multiply-adds (16 channels x 4 k) at any bit width, against 2.5
 // shuffle-pipe operations per 64 lookups of one plane and row; the decode that makes its
 // operand costs two instructions per 64 weights (GFNI, below), once per tile for all M rows.
-// Zen 4, 4096x4096, 1 thread, M=128: 11.6-12.4 ms at 1-4 bits against 17-28 ms for lookups
-// and 22 ms for ORT's int8 kernel.
+// Zen 4, 4096x4096, 1 thread, M=128: 11.3-13.6 ms at 1-4 bits against 15-31 ms for lookups
+// and 22-25 ms for ORT's int8 kernel.
 //
 // Compiled with AVX-512 F/BW/VL/VNNI/VBMI, GFNI (and AVX2/FMA/F16C); only called after a
 // run-time CPU check.
