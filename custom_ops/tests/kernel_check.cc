@@ -35,23 +35,31 @@ std::mt19937_64 rng(1234);
 double Uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng); }
 double Normal() { return std::normal_distribution<double>(0, 1)(rng); }
 
-// w[n][k] in fp32 as MatMulNBits dequantises it, and the per-group |s|, |o| for the bound.
-std::vector<float> Dequantize(const Case& c) {
+// The weights read back from the planes: q[n][k], and w[n][k] in fp32 as MatMulNBits
+// dequantises it.
+struct Weights {
+  std::vector<int> q;
+  std::vector<float> w;
+};
+
+Weights Dequantize(const Case& c) {
   const Geometry& g = c.geo;
   const auto where = tmac::NibblePositions(g.bits);
-  std::vector<float> w(size_t(g.N * g.K));
+  Weights out{std::vector<int>(size_t(g.N * g.K)), std::vector<float>(size_t(g.N * g.K))};
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t k = 0; k < g.K; ++k) {
       const size_t i = size_t(n * g.n_groups + k / g.group_size);
-      const float q = float(tmac::QuantAt(g, c.planes.data(), where, n, k)), s = c.scales[i];
+      const int q = tmac::QuantAt(g, c.planes.data(), where, n, k);
+      const float s = c.scales[i];
+      out.q[n * g.K + k] = q;
       if (!c.offsets.empty()) {
-        w[n * g.K + k] = s * q + c.offsets[i];
+        out.w[n * g.K + k] = s * float(q) + c.offsets[i];
       } else {
         const float z = c.zero_points.empty() ? float(1 << (g.bits - 1)) : float(c.zero_points[i]);
-        w[n * g.K + k] = s * (q - z);
+        out.w[n * g.K + k] = s * (float(q) - z);
       }
     }
-  return w;
+  return out;
 }
 
 // The kernel's table lookups, or its int8 path (`int8`), at every row count.
@@ -74,8 +82,8 @@ std::vector<float> RunKernel(const Case& c, const tmac::KernelOps& ops, bool int
 // reference).
 std::string Check(const Case& c, const std::vector<float>& y, const std::vector<float>& y_scalar, bool int8 = false) {
   const Geometry& g = c.geo;
-  const std::vector<float> w = Dequantize(c);
-  const auto where = tmac::NibblePositions(g.bits);
+  const Weights weights = Dequantize(c);
+  const std::vector<float>& w = weights.w;
   const int levels = (1 << g.bits) - 1;
   for (int64_t m = 0; m < c.M; ++m) {
     const float* a = &c.a[m * g.K];
@@ -101,8 +109,8 @@ std::string Check(const Case& c, const std::vector<float>& y, const std::vector<
       for (int64_t k = 0; k < g.K; ++k) {
         const size_t i = size_t(n * g.n_groups + k / g.group_size);
         const double wk = w[n * g.K + k];
-        const int q = tmac::QuantAt(g, c.planes.data(), where, n, k);
-        int8_bound += int8_step[k / g.block_k] / 2 * std::fabs(double(c.scales[i])) * std::abs(q - (1 << (g.bits - 1)));
+        int8_bound += int8_step[k / g.block_k] / 2 * std::fabs(double(c.scales[i])) *
+                      std::abs(weights.q[n * g.K + k] - (1 << (g.bits - 1)));
         if (!std::isfinite(a[k])) {
           const double t = double(a[k]) * wk;
           if (std::isnan(t) || (inf_sign && (t > 0 ? 1 : -1) != inf_sign)) nan = true;

@@ -21,7 +21,6 @@
 #include <array>
 #include <cfloat>
 #include <cmath>
-#include <cstring>
 #include <new>
 
 #include "lut_kernel.h"
