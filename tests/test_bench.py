@@ -55,6 +55,22 @@ def test_cold_table_says_how_it_was_timed(tmp_path):
     assert "cold: caches emptied" in (tmp_path / "bench.md").read_text()
 
 
+def test_zero_point_contenders_share_asymmetric_weights():
+    """--zero-points: LutGemm and ORT get the same asymmetric weights, and agree on them."""
+    import numpy as np
+
+    from tmac_ort import bench
+
+    rng = np.random.default_rng(0)
+    cs = bench.contenders((rng.standard_normal((64, 256)) * 0.02).astype(np.float32), 4, 32, 1, zero_points=True)
+    feed = {"A": rng.standard_normal((1, 256)).astype(np.float32)}
+    lut = cs[0].session.run(None, feed)[0]
+    exact_ort = next(c for c in cs if c.name == "MatMulNBits 4b acc0").session.run(None, feed)[0]
+    assert np.abs(lut - exact_ort).max() < 0.05 * np.abs(exact_ort).max()
+    # a zero point per group (32 weights) as a nibble beside the fp16 scale: 4 + 0.5 + 0.125 bits
+    assert cs[0].weight_bytes == 64 * 256 * 4.625 / 8
+
+
 
 def test_bench_times_every_kernel_named(tmp_path):
     names = tmac_ort.available_kernels()

@@ -79,26 +79,16 @@ def is_symmetric(w: QuantizedWeight) -> bool:
     return w.offsets is None and (w.zero_points is None or bool(np.all(w.zero_points == 1 << (w.bits - 1))))
 
 
-def _constant_term(w: QuantizedWeight) -> np.ndarray:
-    """s * (2^bits - 1) / 2 + o, with o = -s * z for zero points (see docs/packed-format.md).
-
-    For the default zero point 2^(bits-1) this is exactly -s/2, which the kernels use as is.
-    """
-    mid = np.float32(((1 << w.bits) - 1) / 2)
-    if w.offsets is not None:
-        return w.scales * mid + w.offsets
-    default_zero = np.float32(1 << (w.bits - 1))
-    z = w.zero_points.astype(np.float32) if w.zero_points is not None else default_zero
-    return np.where(z == default_zero, np.float32(-0.5) * w.scales, w.scales * mid - w.scales * z).astype(np.float32)
-
-
 def channel_units(w: QuantizedWeight):
-    """Scales and constants as the kernels keep them: fp16 in units of 2^u[n] (the channel's
-    largest |s| or |constant| in [2^14, 2^15), u >= -126).  Returns (s', c', u)."""
-    constant = _constant_term(w)
-    symmetric = is_symmetric(w)
+    """Scales and constants as the kernels keep them (PreparedWeights): s' = fp16 of s / 2^u[n],
+    u the channel's unit (its largest |s|, or |constant| where that is stored, in [2^14, 2^15),
+    u >= -126); the constant c' is -s'/2 (default zero points), s' ((2^bits - 1) / 2 - z) in
+    fp32 (other zero points: exact), or fp16 of (s (2^bits - 1) / 2 + o) / 2^u (offsets).
+    Returns (s', c', u)."""
+    mid = np.float32(((1 << w.bits) - 1) / 2)
+    constant = w.scales * mid + w.offsets if w.offsets is not None else None
     max_abs = np.abs(w.scales).max(axis=1)
-    if not symmetric:
+    if constant is not None:
         max_abs = np.maximum(max_abs, np.abs(constant).max(axis=1))
     u = np.maximum(_exponent(max_abs) - 15, MIN_CHANNEL_EXPONENT)
     u[max_abs == 0] = 0
@@ -107,7 +97,11 @@ def channel_units(w: QuantizedWeight):
         return np.ldexp(x.astype(np.float64), -u[:, None]).astype(np.float32).astype(np.float16).astype(np.float32)
 
     scales = fp16(w.scales)
-    return scales, (np.float32(-0.5) * scales if symmetric else fp16(constant)), u
+    if constant is not None:
+        return scales, fp16(constant), u
+    if is_symmetric(w):
+        return scales, np.float32(-0.5) * scales, u
+    return scales, (scales * (mid - w.zero_points.astype(np.float32))).astype(np.float32), u
 
 
 def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) -> np.ndarray:

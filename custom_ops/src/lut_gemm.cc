@@ -73,6 +73,20 @@ std::vector<uint16_t> ToFp16Channels(const Geometry& g, const float* values, con
   return out;
 }
 
+// Rearranges zero points [N][n_groups] to [tile][group][16] nibble pairs: byte j holds
+// channel j in its low nibble and channel j + 16 in its high one (channels beyond N: 0).
+std::vector<uint8_t> ToNibbleChannels(const Geometry& g, const uint8_t* zero_points) {
+  std::vector<uint8_t> out(size_t(g.n_tiles) * g.n_groups * (kTileN / 2), 0);
+  for (int64_t n = 0; n < g.N; ++n) {
+    const int64_t c = n % kTileN;
+    for (int64_t grp = 0; grp < g.n_groups; ++grp) {
+      uint8_t& byte = out[size_t(((n / kTileN) * g.n_groups + grp) * (kTileN / 2) + c % 16)];
+      byte = uint8_t(byte | zero_points[n * g.n_groups + grp] << (c < 16 ? 0 : 4));
+    }
+  }
+  return out;
+}
+
 // A row's two per-block values (half step or step, and block sum) from block
 // units to one unit per row, 2^R with R the row's largest block exponent: blocks far below
 // the row's largest may underflow here, as their share of the sum would in fp32.  Returns 2^R.
@@ -127,22 +141,18 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
   // The kernels compute sum_k a_k q_k from +-1 planes: q = sum_i 2^i (s_i + 1) / 2, which
   // leaves (2^bits - 1) / 2 * sum_k a_k; fold it with the zero point or offset into one term.
   const float mid = float((1 << geo.bits) - 1) / 2.f;
-  const float default_zero = float(1 << (geo.bits - 1));
-  bool symmetric = true;  // every zero point the default (see PreparedWeights::symmetric)
-  for (size_t i = 0; i < per_group; ++i) {
-    const float s = scales[i];
-    if (!offsets.empty()) {
-      symmetric = false;
-      constant[i] = s * mid + offsets[i];
-    } else {
-      const float zero = quant.zero_points ? float(quant.zero_points[i]) : default_zero;
-      symmetric = symmetric && zero == default_zero;
-      // s * mid - s * 2^(bits-1) is -s/2 in exact arithmetic; fp32 may round it otherwise
-      constant[i] = zero == default_zero ? -0.5f * s : s * mid - s * zero;
-    }
+  const int default_zero = 1 << (geo.bits - 1);
+  Offsets kind = Offsets::kSymmetric;
+  if (!offsets.empty()) {
+    kind = Offsets::kConstants;
+    for (size_t i = 0; i < per_group; ++i) constant[i] = scales[i] * mid + offsets[i];
+  } else if (quant.zero_points != nullptr &&
+             std::any_of(quant.zero_points, quant.zero_points + per_group, [&](uint8_t z) { return z != default_zero; })) {
+    kind = Offsets::kZeroPoints;
   }
-  weights_.symmetric = symmetric;
-  // One unit per channel for scale and constant; a symmetric constant (-s/2) needs none.
+  weights_.offsets = kind;
+  // One unit per channel; only a stored constant takes part in choosing it (the others are
+  // s' times at most 2^(bits-1) in fp32, far from any limit).
   std::vector<int> exponent(size_t(geo.N_pad), 0);
   weights_.channel_scale.assign(size_t(geo.N_pad), 1.0);
   for (int64_t n = 0; n < geo.N; ++n) {
@@ -150,13 +160,14 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
     for (int64_t grp = 0; grp < geo.n_groups; ++grp) {
       const size_t i = size_t(n * geo.n_groups + grp);
       max_abs = std::max(max_abs, std::fabs(scales[i]));
-      if (!symmetric) max_abs = std::max(max_abs, std::fabs(constant[i]));
+      if (kind == Offsets::kConstants) max_abs = std::max(max_abs, std::fabs(constant[i]));
     }
     exponent[n] = ChannelExponent(max_abs);
     weights_.channel_scale[n] = std::ldexp(1.0, exponent[n]);
   }
   weights_.scale = ToFp16Channels(geo, scales.data(), exponent, kernel);
-  if (!symmetric) weights_.constant = ToFp16Channels(geo, constant.data(), exponent, kernel);
+  if (kind == Offsets::kConstants) weights_.constant = ToFp16Channels(geo, constant.data(), exponent, kernel);
+  if (kind == Offsets::kZeroPoints) weights_.zero_points = ToNibbleChannels(geo, quant.zero_points);
 }
 
 float LutGemm::Dequantized(int64_t n, int64_t k) const {

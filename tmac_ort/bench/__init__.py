@@ -43,7 +43,7 @@ def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None, kernels
 
 
 def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, bandwidth: dict,
-        other_libraries=(), cold: bool = False, kernels: tuple[str, ...] = ()):
+        other_libraries=(), cold: bool = False, kernels: tuple[str, ...] = (), zero_points: bool = False):
     """`bandwidth`: measured read GB/s per thread count."""
     rng = np.random.default_rng(0)
     evict = CacheEvictor() if cold else None
@@ -53,7 +53,7 @@ def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, 
         group = group_dividing(K, group_size)
         for threads in threads_list:
             for bits in bits_list:
-                cs = contenders(w, bits, group, threads, other_libraries, kernels)
+                cs = contenders(w, bits, group, threads, other_libraries, kernels, zero_points)
                 for M in ms:
                     a = rng.standard_normal((M, K)).astype(np.float32)
                     times = time_interleaved(cs, a, rounds, 50, evict)
@@ -71,7 +71,7 @@ def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, 
                     print(f"K={K:5d} N={N:5d} M={M:3d} bits={bits} threads={threads}: "
                           + "  ".join(f"{c.label(M)} {t * 1e3:.3f}ms" for c, t in zip(cs, times))
                           + f"  | LutGemm/best ORT {lut_time / best_ort:.2f}", flush=True)
-    write_outputs(rows, out_dir, bandwidth, cold)
+    write_outputs(rows, out_dir, bandwidth, cold, zero_points)
     return rows
 
 
@@ -91,6 +91,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ternary weights, M=1, first shape and thread count only (add --llama-cpp to compare)")
     p.add_argument("--cold", action="store_true",
                    help="empty the caches before every timed call (weights streamed from DRAM), one call per sample")
+    p.add_argument("--zero-points", action="store_true",
+                   help="asymmetric weights with an integer zero point per group on every side (ORT's "
+                        "quantiser's and onnxruntime-genai's int4 default) instead of symmetric ones")
     p.add_argument("--kernel", nargs="*", default=[], metavar="NAME",
                    help="LutGemm kernels of the registry to time side by side (default: the best this CPU has; "
                         "the first gives the ratios)")
@@ -114,5 +117,5 @@ def run_command(args) -> int:
     bandwidth = {t: read_bandwidth_gbs(t) for t in sorted(set(args.threads))}
     print("read bandwidth " + ", ".join(f"{t} thread(s) {gbs:.1f} GB/s" for t, gbs in bandwidth.items()))
     run(shapes, args.m, args.bits, args.threads, args.group_size, args.rounds, Path(args.out), bandwidth,
-        args.compare_library, args.cold, kernels)
+        args.compare_library, args.cold, kernels, args.zero_points)
     return 0

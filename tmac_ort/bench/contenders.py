@@ -30,19 +30,21 @@ def _session(model, threads, extra_config=None, library: bool | str = False, ker
 
 
 def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libraries=(),
-               kernels: tuple[str, ...] = ()) -> list[Contender]:
+               kernels: tuple[str, ...] = (), zero_points: bool = False) -> list[Contender]:
     """LutGemm once per kernel of `kernels` (default: the best this CPU has; the first is the
-    one the ratios use), other builds of the op, ORT's quantised kernels and fp32 MatMul."""
+    one the ratios use), other builds of the op, ORT's quantised kernels and fp32 MatMul.
+    `zero_points`: asymmetric weights (an integer zero point per group, as ORT's quantiser and
+    onnxruntime-genai's int4 make them) on both sides, else symmetric ones."""
     from onnx import helper, numpy_helper
 
     from .. import kernel_registry, matmul_nbits_format, packing, selected_kernel
     from ..nodes import make_lut_gemm_model
 
     out = []
-    qw = packing.quantize_rtn(w_nk, bits, group, symmetric=True)
-    # what the kernel streams: the planes and an fp16 scale per group (symmetric weights need
-    # no constant term, see docs/packed-format.md)
-    nbytes = qw.pack().nbytes + 2 * qw.scales.size
+    qw = packing.quantize_rtn(w_nk, bits, group, symmetric=not zero_points)
+    # what the kernel streams: the planes, an fp16 scale per group and a 4-bit zero point per
+    # group where there are any (symmetric weights need no constant term; docs/packed-format.md)
+    nbytes = qw.pack().nbytes + 2 * qw.scales.size + (qw.scales.size // 2 if zero_points else 0)
     model = make_lut_gemm_model(qw)
     int8_rows = {k.name: k.int8_min_rows for k in kernel_registry()}
     for kernel in kernels or (selected_kernel(),):
@@ -53,8 +55,8 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
                              _session(model, threads, library=str(library)), nbytes))
     # ORT at the same bits, or the nearest it has (1 -> 2 bits, 3 -> 4 bits)
     ort_bits = {1: 2, 2: 2, 3: 4, 4: 4}[bits]
-    q_ort = qw if ort_bits == bits else packing.quantize_rtn(w_nk, ort_bits, group, symmetric=True)
-    nbytes = q_ort.q.size * ort_bits // 8 + q_ort.scales.nbytes
+    q_ort = qw if ort_bits == bits else packing.quantize_rtn(w_nk, ort_bits, group, symmetric=not zero_points)
+    nbytes = q_ort.q.size * ort_bits // 8 + q_ort.scales.nbytes + (q_ort.scales.size * ort_bits // 8 if zero_points else 0)
     for level in (0, 4):
         model = matmul_nbits_format.make_matmul_nbits_model(q_ort, accuracy_level=level)
         out.append(Contender(f"MatMulNBits {ort_bits}b acc{level}", _session(model, threads), nbytes))

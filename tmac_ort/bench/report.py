@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 
-def write_outputs(rows, out_dir: Path, bandwidth: dict, cold: bool = False):
+def write_outputs(rows, out_dir: Path, bandwidth: dict, cold: bool = False, zero_points: bool = False):
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "bench.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -15,7 +15,8 @@ def write_outputs(rows, out_dir: Path, bandwidth: dict, cold: bool = False):
     measured = ", ".join(f"{gbs:.1f} GB/s on {t} thread(s)" for t, gbs in sorted(bandwidth.items()))
     mode = ("cold: caches emptied before every timed call, weights come from DRAM" if cold else
             "warm: repeated calls, weights partly or wholly in the caches")
-    lines = [f"Measured read bandwidth: {measured}.  Timing: {mode}.", "",
+    weights = "asymmetric (a zero point per group)" if zero_points else "symmetric"
+    lines = [f"Measured read bandwidth: {measured}.  Timing: {mode}.  Weights: {weights}.", "",
              "| K×N | M | bits | threads | LutGemm ms (kernel) | best ORT quantised ms (kernel) | fp32 MatMul ms | LutGemm / best ORT "
              "| LutGemm weight GB/s (share of read bandwidth) |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -163,11 +163,19 @@ TMAC_ALWAYS_INLINE void AccumulateBlock(const uint8_t* tile, const int8_t* const
   }
 }
 
+// c' = s' (mid - z) of channels 8o..8o+7 (mid = (2^bits - 1) / 2), z from the tile-group's
+// 16 nibble bytes (see PreparedWeights::zero_points); exact in fp32.
+inline __m256 ZeroPointConstant(const uint8_t* nibbles, int o, __m256 scale, __m256 mid) {
+  __m256i z = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(nibbles + 8 * (o & 1))));
+  z = o < 2 ? _mm256_and_si256(z, _mm256_set1_epi32(15)) : _mm256_srli_epi32(z, 4);
+  return _mm256_mul_ps(scale, _mm256_sub_ps(mid, _mm256_cvtepi32_ps(z)));
+}
+
 // One tile of 32 channels for rows [m0, m0 + kRows): y = sum over blocks of
 // sum * s * step/2 + constant * block_sum, scales loaded once per block for all rows.
 // kSymmetric: the constant is -s/2 (default zero points), so y += s * (sum * step/2 -
-// block_sum/2) and the constant array is never read.
-template <int kBits, int kRows, bool kSymmetric>
+// block_sum/2) and no constant is read or computed.
+template <int kBits, int kRows, Offsets kOffsets>
 void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m0, const OutputRows& out) {
   const Geometry& g = w.geo;
   const uint8_t* tile = w.planes + t * g.tile_bytes();
@@ -189,15 +197,21 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
     }
     for (int o = 0; o < 4; ++o) {
       const __m256 scale = LoadHalf8(&w.scale[at + 8 * o]);
+      __m256 constant = _mm256_setzero_ps();
+      if (kOffsets == Offsets::kZeroPoints) {
+        const __m256 mid = _mm256_set1_ps(float((1 << kBits) - 1) / 2.f);
+        constant = ZeroPointConstant(&w.zero_points[size_t(at / 2)], o, scale, mid);
+      } else if (kOffsets == Offsets::kConstants) {
+        constant = LoadHalf8(&w.constant[at + 8 * o]);
+      }
       for (int r = 0; r < kRows; ++r) {
         const int64_t rb = (m0 + r) * g.n_blocks + b;
         const __m256 half_scale = _mm256_set1_ps(act.half_scale[rb]);
         const __m256 sum_f = _mm256_cvtepi32_ps(sum[r][o]);
-        if (kSymmetric) {
+        if (kOffsets == Offsets::kSymmetric) {
           const __m256 half_block_sum = _mm256_set1_ps(act.block_sum[rb] * -0.5f);
           y[r][o] = _mm256_fmadd_ps(scale, _mm256_fmadd_ps(sum_f, half_scale, half_block_sum), y[r][o]);
         } else {
-          const __m256 constant = LoadHalf8(&w.constant[at + 8 * o]);
           const __m256 block_sum = _mm256_set1_ps(act.block_sum[rb]);
           y[r][o] = _mm256_fmadd_ps(sum_f, _mm256_mul_ps(scale, half_scale), _mm256_fmadd_ps(constant, block_sum, y[r][o]));
         }
@@ -217,7 +231,7 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
 
 // Rows go in blocks whose tables fit in L2 (each tile then reads them from there rather than
 // from L3), two rows at a time within a block.
-template <int kBits, bool kSymmetric>
+template <int kBits, Offsets kOffsets>
 void GemmTilesAvx2(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
                    int64_t tile_end, const OutputRows& out) {
   constexpr int64_t kTableBudget = 256 * 1024;
@@ -227,27 +241,30 @@ void GemmTilesAvx2(const PreparedWeights& w, const ActivationTables& act, int64_
     const int64_t m_end = std::min(act.rows, m_begin + block_rows);
     for (int64_t t = tile_begin; t < tile_end; ++t) {
       int64_t m = m_begin;
-      for (; m + 2 <= m_end; m += 2) TileRows<kBits, 2, kSymmetric>(w, act, t, m, out);
-      if (m < m_end) TileRows<kBits, 1, kSymmetric>(w, act, t, m, out);
+      for (; m + 2 <= m_end; m += 2) TileRows<kBits, 2, kOffsets>(w, act, t, m, out);
+      if (m < m_end) TileRows<kBits, 1, kOffsets>(w, act, t, m, out);
     }
   }
 }
 
-template <bool kSymmetric>
+template <Offsets kOffsets>
 void GemmTilesBits(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
                    const OutputRows& out) {
   switch (w.geo.bits) {
-    case 1: return GemmTilesAvx2<1, kSymmetric>(w, act, tile_begin, tile_end, out);
-    case 2: return GemmTilesAvx2<2, kSymmetric>(w, act, tile_begin, tile_end, out);
-    case 3: return GemmTilesAvx2<3, kSymmetric>(w, act, tile_begin, tile_end, out);
-    default: return GemmTilesAvx2<4, kSymmetric>(w, act, tile_begin, tile_end, out);
+    case 1: return GemmTilesAvx2<1, kOffsets>(w, act, tile_begin, tile_end, out);
+    case 2: return GemmTilesAvx2<2, kOffsets>(w, act, tile_begin, tile_end, out);
+    case 3: return GemmTilesAvx2<3, kOffsets>(w, act, tile_begin, tile_end, out);
+    default: return GemmTilesAvx2<4, kOffsets>(w, act, tile_begin, tile_end, out);
   }
 }
 
 void GemmTilesDispatch(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
                        int64_t tile_end, const OutputRows& out) {
-  if (w.symmetric) return GemmTilesBits<true>(w, act, tile_begin, tile_end, out);
-  GemmTilesBits<false>(w, act, tile_begin, tile_end, out);
+  switch (w.offsets) {
+    case Offsets::kSymmetric: return GemmTilesBits<Offsets::kSymmetric>(w, act, tile_begin, tile_end, out);
+    case Offsets::kZeroPoints: return GemmTilesBits<Offsets::kZeroPoints>(w, act, tile_begin, tile_end, out);
+    default: return GemmTilesBits<Offsets::kConstants>(w, act, tile_begin, tile_end, out);
+  }
 }
 
 inline float HorizontalMax(__m256 v) {

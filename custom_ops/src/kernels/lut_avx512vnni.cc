@@ -318,6 +318,21 @@ void StoreTile(const PreparedWeights& w, const Int8Rows& act, int64_t t, const f
   }
 }
 
+// o2' = c' + s'/2 of channels 16h..16h+15 in decoded order (s' given so), for weights with
+// zero points or offsets: s' (2^(bits-1) - z) for zero points (exact in fp32), else from the
+// stored constant.
+template <int kBits>
+__m512 CentredOffset(const PreparedWeights& w, int64_t at, int h, __m512 scale) {
+  if (w.offsets == Offsets::kZeroPoints) {
+    const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(&w.zero_points[at / 2])));
+    const __m512i z = h == 0 ? _mm512_and_si512(bytes, _mm512_set1_epi32(15)) : _mm512_srli_epi32(bytes, 4);
+    return _mm512_mul_ps(scale, _mm512_sub_ps(_mm512_set1_ps(float(1 << (kBits - 1))), ToDecodedOrder(_mm512_cvtepi32_ps(z))));
+  }
+  const __m512 constant =
+      ToDecodedOrder(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.constant[at + 16 * h]))));
+  return _mm512_fmadd_ps(scale, _mm512_set1_ps(0.5f), constant);
+}
+
 template <int kBits, bool kSymmetric>
 void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
                    const OutputRows& out) {
@@ -346,11 +361,7 @@ void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_b
         bw.scale[h] = ToDecodedOrder(
             _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.scale[at + 16 * h]))));
         bw.offset[h] = _mm512_setzero_ps();
-        if (!kSymmetric) {
-          const __m512 constant = ToDecodedOrder(
-              _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.constant[at + 16 * h]))));
-          bw.offset[h] = _mm512_fmadd_ps(bw.scale[h], _mm512_set1_ps(0.5f), constant);
-        }
+        if (!kSymmetric) bw.offset[h] = CentredOffset<kBits>(w, at, h, bw.scale[h]);
       }
       if (--blocks_left_in_group == 0) {
         ++group;
@@ -377,7 +388,7 @@ void GemmTilesInt8Bits(const PreparedWeights& w, const Int8Rows& act, int64_t ti
 
 void GemmTilesInt8Dispatch(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
                            const OutputRows& out) {
-  if (w.symmetric) return GemmTilesInt8Bits<true>(w, act, tile_begin, tile_end, out);
+  if (w.offsets == Offsets::kSymmetric) return GemmTilesInt8Bits<true>(w, act, tile_begin, tile_end, out);
   GemmTilesInt8Bits<false>(w, act, tile_begin, tile_end, out);
 }
 

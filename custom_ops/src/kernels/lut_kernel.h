@@ -9,24 +9,37 @@
 
 namespace tmac {
 
+// How a group's constant term c' (below) is had.
+enum class Offsets : uint8_t {
+  kSymmetric,   // every zero point is the default 2^(bits-1): c' = -s'/2, nothing stored
+  kZeroPoints,  // integer zero points z: c' = s' ((2^bits - 1) / 2 - z), z stored as nibbles
+  kConstants,   // float offsets: c' stored (fp16)
+};
+
 // Weights as every kernel reads them.  The bit planes are the ONNX initializer itself
 // (never copied); the per-group scale and constant term are rearranged once at kernel
 // creation into [tile][group][32] so a tile reads them sequentially.  They are stored as
 // fp16 in units of a per-channel power of two 2^u[n] (the largest of the channel's finite
-// |s| and |constant| lies in [2^14, 2^15)): in fp32 they would add 0.5 bit per weight of
-// memory traffic at group 128, a quarter of a 2-bit weight, while fp16 rounding (2^-12
-// relative) is far below the int8 table error.  u[n] >= -126, so a subnormal fp32 scale
-// (quantum 2^-149) lands on a multiple of 2^-23 and fp16 (quantum 2^-24) holds it exactly.
+// |s| (and |constant|, where it is stored) lies in [2^14, 2^15)): in fp32 they would add 0.5
+// bit per weight of memory traffic at group 128, a quarter of a 2-bit weight, while fp16
+// rounding (2^-12 relative) is far below the int8 table error.  u[n] >= -126, so a subnormal
+// fp32 scale (quantum 2^-149) lands on a multiple of 2^-23 and fp16 (quantum 2^-24) holds it
+// exactly.
 struct PreparedWeights {
   Geometry geo;
   const uint8_t* planes = nullptr;     // n_tiles * tile_bytes() bytes, owned by the session
   std::vector<uint16_t> scale;         // fp16 of s[n, g] / 2^u[n]
-  std::vector<uint16_t> constant;      // fp16 of (s[n, g] * (2^bits - 1) / 2 + o[n, g]) / 2^u[n]
   std::vector<double> channel_scale;   // [N_pad] 2^u[n]
-  // Every zero point is the default 2^(bits-1), so the constant is exactly -s/2: `constant`
-  // stays empty and kernels derive it from the scale (0.5 bit per weight less traffic at
-  // group 32: a tenth of what a 4-bit weight streams, a sixth at 2 bits).
-  bool symmetric = false;
+  Offsets offsets = Offsets::kConstants;
+  // kConstants: fp16 of (s[n, g] * (2^bits - 1) / 2 + o[n, g]) / 2^u[n].
+  std::vector<uint16_t> constant;
+  // kZeroPoints: [tile][group][16] bytes, byte j the zero points of channels j (low nibble)
+  // and j + 16 (high nibble).  Kernels compute c' = s' ((2^bits - 1) / 2 - z) in fp32, which
+  // is exact (11 significant bits of s' times at most 5 of the half-integer): the weights are
+  // then s' (q - z) exactly, where an fp16 constant rounds on its own.  4 bits per group
+  // instead of 16: a 4-bit weight at group 32 (ORT's and onnxruntime-genai's int4 with zero
+  // points) streams 4.625 bits instead of 5.0, a 2-bit one 2.625 instead of 3.0.
+  std::vector<uint8_t> zero_points;
 };
 
 // Where one activation row's tables go (build_tables writes them).

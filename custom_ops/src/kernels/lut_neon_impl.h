@@ -179,7 +179,17 @@ TMAC_ALWAYS_INLINE float32x4_t LoadHalf4(const uint16_t* p) {
   return vcvt_f32_f16(h);
 }
 
-template <int kBits, bool kDot, bool kSymmetric>
+// c' = s' (mid - z) of channels 4j..4j+3, z from the tile-group's 16 nibble bytes (see
+// PreparedWeights::zero_points); exact in fp32.
+TMAC_ALWAYS_INLINE float32x4_t ZeroPointConstant(const uint8_t* nibbles, int j, float32x4_t scale, float mid) {
+  uint32_t word;
+  std::memcpy(&word, nibbles + 4 * (j & 3), sizeof(word));
+  uint32x4_t z = vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(word)))));
+  z = j < 4 ? vandq_u32(z, vdupq_n_u32(15)) : vshrq_n_u32(z, 4);
+  return vmulq_f32(scale, vsubq_f32(vdupq_n_f32(mid), vcvtq_f32_u32(z)));
+}
+
+template <int kBits, bool kDot, Offsets kOffsets>
 void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m, const OutputRows& out) {
   const Geometry& g = w.geo;
   const uint8_t* tile = w.planes + t * g.tile_bytes();
@@ -201,10 +211,13 @@ void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, i
     for (int j = 0; j < 8; ++j) {
       const float32x4_t scale = LoadHalf4(&w.scale[at + 4 * j]);
       const float32x4_t sum_f = vcvtq_f32_s32(sum.c[j]);
-      if (kSymmetric) {  // y += s * (P * step/2 - block_sum/2)
+      if (kOffsets == Offsets::kSymmetric) {  // y += s * (P * step/2 - block_sum/2)
         y[j] = vfmaq_f32(y[j], scale, vfmaq_n_f32(vdupq_n_f32(-0.5f * block_sum), sum_f, half_scale));
       } else {
-        const float32x4_t constant = LoadHalf4(&w.constant[at + 4 * j]);
+        const float32x4_t constant =
+            kOffsets == Offsets::kZeroPoints
+                ? ZeroPointConstant(&w.zero_points[size_t(at / 2)], j, scale, float((1 << kBits) - 1) / 2.f)
+                : LoadHalf4(&w.constant[at + 4 * j]);
         y[j] = vfmaq_f32(vfmaq_n_f32(y[j], constant, block_sum), sum_f, vmulq_n_f32(scale, half_scale));
       }
     }
@@ -222,29 +235,32 @@ void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, i
   for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
 }
 
-template <int kBits, bool kDot, bool kSymmetric>
+template <int kBits, bool kDot, Offsets kOffsets>
 void GemmTiles(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
                const OutputRows& out) {
   for (int64_t t = tile_begin; t < tile_end; ++t)
-    for (int64_t m = 0; m < act.rows; ++m) TileRow<kBits, kDot, kSymmetric>(w, act, t, m, out);
+    for (int64_t m = 0; m < act.rows; ++m) TileRow<kBits, kDot, kOffsets>(w, act, t, m, out);
 }
 
-template <bool kDot, bool kSymmetric>
+template <bool kDot, Offsets kOffsets>
 void GemmTilesBits(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
                    const OutputRows& out) {
   switch (w.geo.bits) {
-    case 1: return GemmTiles<1, kDot, kSymmetric>(w, act, tile_begin, tile_end, out);
-    case 2: return GemmTiles<2, kDot, kSymmetric>(w, act, tile_begin, tile_end, out);
-    case 3: return GemmTiles<3, kDot, kSymmetric>(w, act, tile_begin, tile_end, out);
-    default: return GemmTiles<4, kDot, kSymmetric>(w, act, tile_begin, tile_end, out);
+    case 1: return GemmTiles<1, kDot, kOffsets>(w, act, tile_begin, tile_end, out);
+    case 2: return GemmTiles<2, kDot, kOffsets>(w, act, tile_begin, tile_end, out);
+    case 3: return GemmTiles<3, kDot, kOffsets>(w, act, tile_begin, tile_end, out);
+    default: return GemmTiles<4, kDot, kOffsets>(w, act, tile_begin, tile_end, out);
   }
 }
 
 template <bool kDot>
 void GemmTilesDispatch(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
                        const OutputRows& out) {
-  if (w.symmetric) return GemmTilesBits<kDot, true>(w, act, tile_begin, tile_end, out);
-  GemmTilesBits<kDot, false>(w, act, tile_begin, tile_end, out);
+  switch (w.offsets) {
+    case Offsets::kSymmetric: return GemmTilesBits<kDot, Offsets::kSymmetric>(w, act, tile_begin, tile_end, out);
+    case Offsets::kZeroPoints: return GemmTilesBits<kDot, Offsets::kZeroPoints>(w, act, tile_begin, tile_end, out);
+    default: return GemmTilesBits<kDot, Offsets::kConstants>(w, act, tile_begin, tile_end, out);
+  }
 }
 
 // The statistics of a block that lies wholly inside K, four activations at a time, and its

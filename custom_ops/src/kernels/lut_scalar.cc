@@ -61,6 +61,20 @@ struct SlotTable {
   }
 };
 
+// The constant term c' of channel c of the tile-group whose scales start at `at`, s' its
+// scale (see PreparedWeights).
+float ConstantTerm(const PreparedWeights& w, int64_t at, int c, float s) {
+  switch (w.offsets) {
+    case Offsets::kSymmetric: return -0.5f * s;
+    case Offsets::kZeroPoints: {
+      const uint8_t byte = w.zero_points[size_t(at / 2 + c % 16)];
+      const int z = c < 16 ? byte & 15 : byte >> 4;
+      return s * (float((1 << w.geo.bits) - 1) / 2.f - float(z));
+    }
+    default: return HalfToFloat(w.constant[size_t(at + c)]);
+  }
+}
+
 const SlotTable& SlotsFor(int bits) {
   static const SlotTable tables[4] = {SlotTable(1), SlotTable(2), SlotTable(3), SlotTable(4)};
   return tables[bits - 1];
@@ -98,9 +112,7 @@ void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int6
         const float block_sum = act.block_sum[m * g.n_blocks + b];
         for (int c = 0; c < kTileN; ++c) {
           const float s = HalfToFloat(w.scale[at + c]);
-          // symmetric: the constant is -s/2 (see PreparedWeights)
-          const float constant = w.symmetric ? -0.5f * s : HalfToFloat(w.constant[at + c]);
-          y[c] += float(acc[c]) * (s * hs) + constant * block_sum;
+          y[c] += float(acc[c]) * (s * hs) + ConstantTerm(w, at, c, s) * block_sum;
         }
       }
       for (int c = 0; c < kTileN && t * kTileN + c < g.N; ++c) {
