@@ -88,16 +88,40 @@ def stage_hf(work: Path) -> None:
 def stage_random_llama(work: Path) -> None:
     """A Llama with TinyLlama-1.1B's shape (22 layers, hidden 2048, MLP 5632, 32 heads, 4 KV
     heads) and random weights, for speed only: large enough that its weights stream from DRAM
-    on every token.  It borrows SmolLM2's tokenizer (hence the 49152-token vocabulary)."""
+    on every token."""
+    save_random_llama(work, dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                                 num_attention_heads=32, num_key_value_heads=4), ternary=False)
+
+
+def stage_random_bitnet(work: Path) -> None:
+    """BitNet b1.58 2B4T's matmul shapes (30 layers, hidden 2560, MLP 6912, 20 heads, 5 KV
+    heads) in a plain Llama (SiLU MLP, no sub-norms: what llama.cpp, the genai builder and the
+    rewriter all read), every linear weight ternary as BitNet's are (round(W / mean|W|) clipped
+    to {-1, 0, 1}, times mean|W|, per matrix), the tied embedding / lm_head left float.  Speed
+    only."""
+    save_random_llama(work, dict(hidden_size=2560, intermediate_size=6912, num_hidden_layers=30,
+                                 num_attention_heads=20, num_key_value_heads=5), ternary=True)
+
+
+def save_random_llama(work: Path, shape: dict, ternary: bool) -> None:
+    """A random-weight Llama of `shape` saved as a float32 Hugging Face folder.  It borrows
+    SmolLM2's tokenizer (hence the 49152-token vocabulary)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
-                         num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048,
-                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, torch_dtype="float32")
+    config = LlamaConfig(vocab_size=49152, max_position_embeddings=2048, tie_word_embeddings=True,
+                         bos_token_id=1, eos_token_id=2, torch_dtype="float32", **shape)
+    model = LlamaForCausalLM(config)
+    if ternary:
+        with torch.no_grad():
+            for layer in model.model.layers:
+                for linear in (*layer.self_attn.children(), *layer.mlp.children()):
+                    if isinstance(linear, torch.nn.Linear):
+                        scale = linear.weight.abs().mean()
+                        linear.weight.copy_(torch.clamp(torch.round(linear.weight / scale), -1, 1) * scale)
     tmp = Path(tempfile.mkdtemp(dir=work, prefix=".hf-"))
-    LlamaForCausalLM(config).save_pretrained(tmp)
+    model.save_pretrained(tmp)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
         if (work.parent / "hf" / name).exists():
             shutil.copy2(work.parent / "hf" / name, tmp / name)
@@ -164,6 +188,7 @@ BUILD_STAGES = {
     "refresh-libraries": stage_refresh_libraries,
     "hf": stage_hf,
     "hf-random": stage_random_llama,
+    "hf-bitnet": stage_random_bitnet,
     "optimum-export": stage_optimum_export,
     "optimum-lut4": lambda w: tmac_rewrite(w / "optimum-fp32", w / "optimum-lut4", "--bits", "4", "--group-size", "32"),
     "genai-int4": lambda w: stage_genai_build(w, "int4"),
@@ -173,6 +198,8 @@ BUILD_STAGES = {
     # lm_head (49152 x 576, the largest matmul) stays at 4 bits, as users keep it above the rest
     "genai-lut2": lambda w: tmac_rewrite(w / "genai-fp32", w / "genai-lut2", "--bits", "2", "--group-size", "32",
                                          "--bits-for", "lm_head=4"),
+    # ternary weights are found and packed exactly (2 planes); the float lm_head gets 4 bits
+    "genai-ternary": lambda w: tmac_rewrite(w / "genai-fp32", w / "genai-ternary"),
 }
 
 # Plans: (output folder, environment, stage), each step after the ones it reads.
@@ -189,19 +216,25 @@ BUILD_PLAN = [
 # `demo`: only what the main job needs (the genai int4 model and its LutGemm rewrite).
 DEMO_PLAN = [HF_STEP, ("genai-int4", "genai", "genai-int4"), ("genai-lut4", "genai", "genai-lut4")]
 
-# The random ~1B Llama (speed only) lives in a sub-folder of the SmolLM2 work folder.
+# The random-weight models (speed only) live in sub-folders of the SmolLM2 work folder.
 RANDOM_1B = "llama-1b-random"
-RANDOM_1B_PLAN = [("hf", "genai", "hf-random"), *GENAI_SPEED_STEPS]
+RANDOM_BITNET = "bitnet-2b-random"
+RANDOM_PLANS = {
+    RANDOM_1B: [("hf", "genai", "hf-random"), *GENAI_SPEED_STEPS],
+    RANDOM_BITNET: [("hf", "genai", "hf-bitnet"), ("genai-int4", "genai", "genai-int4"),
+                    ("genai-fp32", "genai", "genai-fp32"), ("genai-ternary", "genai", "genai-ternary")],
+}
+MODELS = ("smollm2", *RANDOM_PLANS)
 
 
 def build(work: Path, model: str = "smollm2") -> Path:
     """Builds what is missing; returns the folder of `model`'s outputs."""
     fetch_gguf(work)
     plan, folder = BUILD_PLAN, work
-    if model == RANDOM_1B:
-        plan, folder = RANDOM_1B_PLAN, work / RANDOM_1B
+    if model in RANDOM_PLANS:
+        plan, folder = RANDOM_PLANS[model], work / model
         folder.mkdir(exist_ok=True)
-        run_plan(work, [HF_STEP])  # the tokenizer it borrows
+        run_plan(work, [HF_STEP])  # the tokenizer they borrow
     run_plan(folder, plan)
     in_env("genai", "refresh-libraries", folder)
     log(f"built in {folder}")

@@ -5,6 +5,8 @@
     python models/smollm2/recipe.py generate   # greedy answers from every model, as JSON
     python models/smollm2/recipe.py bench      # decode/prefill tok/s, onnxruntime-genai
     python models/smollm2/recipe.py bench --model llama-1b-random   # the same on a ~1B Llama shape
+    python models/smollm2/recipe.py bench --model bitnet-2b-random  # ternary, BitNet-2B's shapes
+    python models/smollm2/recipe.py llama-cpp --llama-cpp DIR [--model ...]   # beside llama.cpp
     python models/smollm2/recipe.py profile    # share of a decode step per op type (ORT profiler)
     python models/smollm2/recipe.py quality    # perplexity, KL, decode tok/s, answers per quantisation
 
@@ -24,7 +26,8 @@ itself inside them (the `_stage` commands); the caller needs nothing but Python.
 
 The modules beside it: `envs.py` (environments, running a stage in one), `building.py`
 (stages that make model folders, and the plans), `generation.py` (answers), `speed.py`
-(decode/prefill speed, profile), `quality.py` (the quality table).
+(decode/prefill speed, profile), `quality.py` (the quality table), `llama_cpp.py` (llama.cpp
+on the same weights).
 
 Outputs go to `--work` (default `$TMAC_ORT_CACHE/smollm2`, else `~/.cache/tmac-ort/smollm2`);
 a stage whose output exists is skipped, so `build` is cheap the second time.
@@ -39,9 +42,10 @@ from pathlib import Path
 
 import building
 import generation
+import llama_cpp
 import quality
 import speed
-from building import DEMO_PLAN, RANDOM_1B, build, fetch_gguf, run_plan
+from building import DEMO_PLAN, MODELS, RANDOM_1B, RANDOM_BITNET, build, fetch_gguf, run_plan
 from envs import cache_root, in_env, stage_result
 from speed import bench_table
 
@@ -88,11 +92,15 @@ def demo(work: Path, threads: int) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["demo", "build", "generate", "bench", "profile", "quality", "_stage"])
+    parser.add_argument("command", choices=["demo", "build", "generate", "bench", "profile", "quality", "llama-cpp",
+                                                "_stage"])
     parser.add_argument("stage", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, default=cache_root() / "smollm2")
-    parser.add_argument("--model", choices=["smollm2", RANDOM_1B], default="smollm2",
-                        help=f"{RANDOM_1B}: TinyLlama-1.1B-shaped, random weights (build and bench only)")
+    parser.add_argument("--model", choices=MODELS, default="smollm2",
+                        help=f"{RANDOM_1B}: TinyLlama-1.1B-shaped, random weights; {RANDOM_BITNET}: BitNet "
+                             "b1.58 2B's shapes, random ternary weights (build, bench, llama-cpp only)")
+    parser.add_argument("--llama-cpp", type=Path, metavar="DIR",
+                        help="llama-cpp: a llama.cpp source tree with build/bin/llama-bench and llama-quantize")
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
@@ -110,12 +118,16 @@ def main(argv=None) -> int:
     if args.command == "quality":
         quality.quality(work, args.threads)
         return 0
+    if args.command == "llama-cpp" and not args.llama_cpp:
+        parser.error("llama-cpp needs --llama-cpp DIR (a built llama.cpp tree)")
     folder = build(work, args.model)
     if args.command == "generate":
         print(json.dumps(generation.generate_all(folder, args.new_tokens), indent=1))
     elif args.command == "bench":
         result = stage_result("genai", "bench", folder, "--threads", str(args.threads), "--rounds", str(args.rounds))
         print(bench_table(result, args.threads, args.model))
+    elif args.command == "llama-cpp":
+        print(llama_cpp.compare(work, folder, args.model, args.llama_cpp.resolve(), args.threads, args.rounds))
     elif args.command == "profile":
         for name, shares in stage_result("genai", "profile", folder, "--threads", str(args.threads)).items():
             step = shares.pop("step_ms")

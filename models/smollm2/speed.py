@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 
-SPEED_MODELS = ("genai-int4", "genai-lut4", "genai-lut2")  # what bench and profile compare
+SPEED_MODELS = ("genai-int4", "genai-lut4", "genai-lut2", "genai-ternary")  # what bench and profile compare (those built)
 
 
 def timed_generation(model, tokenizer, prompt_tokens: int, new_tokens: int) -> tuple[float, float]:
@@ -67,7 +67,7 @@ def stage_profile(work: Path, threads: int, out: Path) -> None:
 
     steps = 20
     result = {}
-    for name in SPEED_MODELS:
+    for name in (n for n in SPEED_MODELS if (work / n).exists()):
         options = tmac_ort.session_options(threads)
         options.enable_profiling = True
         options.profile_file_prefix = str(out.parent / name)
@@ -88,7 +88,8 @@ def stage_profile(work: Path, threads: int, out: Path) -> None:
 
 def bench_table(result: dict, threads: int, model: str) -> str:
     base = result["genai-int4"]
-    title = "SmolLM2-135M-Instruct" if model == "smollm2" else "Llama 1.1B shape, random weights"
+    title = {"smollm2": "SmolLM2-135M-Instruct", "llama-1b-random": "Llama 1.1B shape, random weights",
+             "bitnet-2b-random": "BitNet b1.58 2B shapes, random ternary weights"}[model]
     rows = [f"{title}, onnxruntime-genai, {threads} thread(s), prompt 128 tokens, 64 decoded, medians",
             "", "| model | prefill tok/s | decode tok/s | decode vs int4 MatMulNBits |", "|---|---|---|---|"]
     for name, r in result.items():
