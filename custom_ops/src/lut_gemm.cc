@@ -137,7 +137,7 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
   // units, the session the file's values.  (Keeping float copies of fp16 scales and offsets
   // cost 0.25 bytes per weight at group 32: loading a 4-bit Llama-shaped model took 1.8x its
   // file size, benchmarks/memory.py.)
-  std::vector<float> constant(per_group);
+  std::vector<float> constant;  // float offsets only
   // The kernels compute sum_k a_k q_k from +-1 planes: q = sum_i 2^i (s_i + 1) / 2, which
   // leaves (2^bits - 1) / 2 * sum_k a_k; fold it with the zero point or offset into one term.
   const float mid = float((1 << geo.bits) - 1) / 2.f;
@@ -145,6 +145,7 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
   Offsets kind = Offsets::kSymmetric;
   if (!offsets.empty()) {
     kind = Offsets::kConstants;
+    constant.resize(per_group);
     for (size_t i = 0; i < per_group; ++i) constant[i] = scales[i] * mid + offsets[i];
   } else if (quant.zero_points != nullptr &&
              std::any_of(quant.zero_points, quant.zero_points + per_group, [&](uint8_t z) { return z != default_zero; })) {

@@ -178,8 +178,9 @@ inline __m256 ZeroPointConstant(const uint8_t* nibbles, int o, __m256 scale, __m
 
 // One tile of 32 channels for rows [m0, m0 + kRows): y = sum over blocks of
 // sum * s * step/2 + constant * block_sum, scales loaded once per block for all rows.
-// kSymmetric: the constant is -s/2 (default zero points), so y += s * (sum * step/2 -
-// block_sum/2) and no constant is read or computed.
+// Offsets::kSymmetric: the constant is -s/2 (default zero points), so y += s * (sum * step/2
+// - block_sum/2) and no constant is read or computed; kZeroPoints computes it from the
+// nibbles, kConstants loads it, once per block and 8 channels for all rows.
 template <int kBits, int kRows, Offsets kOffsets>
 void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m0, const OutputRows& out) {
   const Geometry& g = w.geo;
