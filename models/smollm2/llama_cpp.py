@@ -42,11 +42,15 @@ def model_gguf(work: Path, folder: Path, model: str, tree: Path) -> Path:
     target = folder / f"llama.cpp-{qtype}.gguf"
     if target.exists():
         return target
+    converter = tree / "convert_hf_to_gguf.py"
+    if not converter.is_file():
+        raise SystemExit(f"{converter} is missing: --llama-cpp names a llama.cpp source tree")
+    llama_tool(tree, "llama-quantize")  # (missing tools are named before the conversion)
     f16 = folder / ".llama.cpp-f16.gguf"
     log(f"{folder / 'hf'} -> {f16} (llama.cpp's convert_hf_to_gguf.py)")
     env = {**os.environ, "PYTHONPATH": str(tree / "gguf-py"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TQDM_DISABLE": "1"}
-    run([ensure_env("gguf"), tree / "convert_hf_to_gguf.py", folder / "hf", "--outtype", "f16", "--outfile", f16],
+    run([ensure_env("gguf"), converter, folder / "hf", "--outtype", "f16", "--outfile", f16],
         env=env, stdout=subprocess.DEVNULL)
     log(f"{f16} -> {target} (llama-quantize {qtype})")
     part = target.with_suffix(".part")
@@ -70,6 +74,7 @@ def llama_bench(tree: Path, gguf: Path, threads: int) -> dict:
 def compare(work: Path, folder: Path, model: str, tree: Path, threads: int, rounds: int) -> str:
     """Alternates onnxruntime-genai (every speed model of the folder) and llama-bench `rounds`
     times, so drift on a shared machine hits both; a table of medians and ratios."""
+    llama_tool(tree, "llama-bench")
     gguf = model_gguf(work, folder, model, tree)
     runs: dict[str, list[dict]] = {}
     for r in range(rounds):
