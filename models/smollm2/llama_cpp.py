@@ -45,7 +45,7 @@ def model_gguf(work: Path, folder: Path, model: str, tree: Path) -> Path:
     converter = tree / "convert_hf_to_gguf.py"
     if not converter.is_file():
         raise SystemExit(f"{converter} is missing: --llama-cpp names a llama.cpp source tree")
-    llama_tool(tree, "llama-quantize")  # (missing tools are named before the conversion)
+    quantize = llama_tool(tree, "llama-quantize")  # (named before the conversion, if missing)
     f16 = folder / ".llama.cpp-f16.gguf"
     log(f"{folder / 'hf'} -> {f16} (llama.cpp's convert_hf_to_gguf.py)")
     env = {**os.environ, "PYTHONPATH": str(tree / "gguf-py"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -54,16 +54,16 @@ def model_gguf(work: Path, folder: Path, model: str, tree: Path) -> Path:
         env=env, stdout=subprocess.DEVNULL)
     log(f"{f16} -> {target} (llama-quantize {qtype})")
     part = target.with_suffix(".part")
-    run([llama_tool(tree, "llama-quantize"), "--token-embedding-type", "q4_0", "--output-tensor-type", "q4_0",
+    run([quantize, "--token-embedding-type", "q4_0", "--output-tensor-type", "q4_0",
          f16, part, qtype], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     f16.unlink()
     part.rename(target)
     return target
 
 
-def llama_bench(tree: Path, gguf: Path, threads: int) -> dict:
+def llama_bench(bench: Path, gguf: Path, threads: int) -> dict:
     """llama-bench's prompt (pp128) and generation (tg64) tok/s, one repetition."""
-    done = subprocess.run([llama_tool(tree, "llama-bench"), "-m", gguf, "-p", "128", "-n", "64", "-t", str(threads),
+    done = subprocess.run([bench, "-m", gguf, "-p", "128", "-n", "64", "-t", str(threads),
                            "-r", "1", "-o", "json"], check=True, capture_output=True, text=True)
     result = {}
     for test in json.loads(done.stdout):
@@ -74,14 +74,14 @@ def llama_bench(tree: Path, gguf: Path, threads: int) -> dict:
 def compare(work: Path, folder: Path, model: str, tree: Path, threads: int, rounds: int) -> str:
     """Alternates onnxruntime-genai (every speed model of the folder) and llama-bench `rounds`
     times, so drift on a shared machine hits both; a table of medians and ratios."""
-    llama_tool(tree, "llama-bench")
+    bench = llama_tool(tree, "llama-bench")
     gguf = model_gguf(work, folder, model, tree)
     runs: dict[str, list[dict]] = {}
     for r in range(rounds):
         log(f"round {r + 1} of {rounds}")
         for name, result in stage_result("genai", "bench", folder, "--threads", str(threads), "--rounds", "1").items():
             runs.setdefault(name, []).append(result)
-        runs.setdefault("llama.cpp", []).append(llama_bench(tree, gguf, threads))
+        runs.setdefault("llama.cpp", []).append(llama_bench(bench, gguf, threads))
     medians = {name: {key: statistics.median(run[key] for run in results) for key in results[0]}
                for name, results in runs.items()}
     base = medians["llama.cpp"]
