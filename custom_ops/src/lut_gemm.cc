@@ -93,8 +93,10 @@ std::vector<uint8_t> ToNibbleChannels(const Geometry& g, const uint8_t* zero_poi
 double ToRowUnits(int64_t n_blocks, const int32_t* exponent, float* first, float* second) {
   const int32_t r = *std::max_element(exponent, exponent + n_blocks);
   for (int64_t i = 0; i < n_blocks; ++i) {
-    first[i] = std::ldexp(first[i], exponent[i] - r);
-    second[i] = std::ldexp(second[i], exponent[i] - r);
+    // (the product in double is exact; one rounding to float, as ldexp's)
+    const double unit = PowerOfTwoDouble(exponent[i] - r);
+    first[i] = float(double(first[i]) * unit);
+    second[i] = float(double(second[i]) * unit);
   }
   return std::ldexp(1.0, r);
 }

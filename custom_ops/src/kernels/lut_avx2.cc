@@ -335,7 +335,7 @@ bool BlockStatsAvx2(const Geometry& g, const float* a, int64_t b, const RowTable
   }
   if (_mm256_movemask_ps(all_finite) != 0xff) return false;
   const int exponent = BlockExponent(HorizontalMax(max_abs));
-  const __m256 scale = _mm256_set1_ps(std::ldexp(1.f, -exponent));
+  const __m256 scale = _mm256_set1_ps(PowerOfTwo(-exponent));
   __m256 sum = _mm256_setzero_ps(), max_quad = _mm256_setzero_ps();
   for (int64_t k = 0; k < n; k += 16) {
     const __m256 v0 = _mm256_mul_ps(_mm256_loadu_ps(x + k), scale);

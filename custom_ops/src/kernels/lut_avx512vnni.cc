@@ -95,11 +95,11 @@ bool QuantizeRowAvx512(const Geometry& g, const float* a, const Int8Row& out) {
     }
     const float largest = _mm512_reduce_max_ps(max_abs);
     const int exponent = BlockExponent(largest);
-    const float max_scaled = std::ldexp(largest, -exponent);  // exact, below 4 (E is clamped)
+    const float max_scaled = largest * PowerOfTwo(-exponent);  // exact, below 4 (E is clamped)
     const float inv_step = max_scaled > 0.f ? 127.f / max_scaled : 0.f;
     out.step[b] = max_scaled / 127.f;
     out.block_exponent[b] = exponent;
-    const __m512 scale = _mm512_set1_ps(std::ldexp(1.f, -exponent));
+    const __m512 scale = _mm512_set1_ps(PowerOfTwo(-exponent));
     const __m512 inv = _mm512_set1_ps(inv_step);
     __m512i sum = _mm512_setzero_si512();
     __m512 exact_sum = _mm512_setzero_ps();

@@ -280,7 +280,7 @@ inline bool BlockStatsNeon(const Geometry& g, const float* a, int64_t b, const R
   }
   if (vminvq_u32(all_finite) == 0) return false;
   const int exponent = BlockExponent(vmaxvq_f32(max_abs));
-  const float scale = std::ldexp(1.f, -exponent);
+  const float scale = PowerOfTwo(-exponent);
   float32x4_t sum = vdupq_n_f32(0.f), max_quad = vdupq_n_f32(0.f);
   for (int64_t k = 0; k < n; k += 8) {
     const float32x4_t v0 = vmulq_n_f32(vld1q_f32(x + k), scale), v1 = vmulq_n_f32(vld1q_f32(x + k + 4), scale);

@@ -19,6 +19,8 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "lut_kernel.h"
 
@@ -45,10 +47,33 @@ struct BlockStats {
   bool finite;        // no NaN or infinity in the block
 };
 
-// 2^-E for a block whose largest finite |a| is `max_abs` (E = 0 for an all-zero block).
+// Powers of two from their bits, not std::ldexp: the table builders need a few per block, and
+// each libm call cost ~45 instructions, 30% of building the tables of a 4096-wide row at
+// group 32 (callgrind).  PowerOfTwo: e in [-126, 127] (normal floats); PowerOfTwoDouble: e in
+// [-1022, 1023].
+inline float PowerOfTwo(int e) {
+  const uint32_t bits = uint32_t(e + 127) << 23;
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+inline double PowerOfTwoDouble(int e) {
+  const uint64_t bits = uint64_t(e + 1023) << 52;
+  double value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+// 2^-E for a block whose largest finite |a| is `max_abs` (E = 0 for an all-zero block): E is
+// frexp's exponent, max_abs in [2^(E-1), 2^E), read from the bits.  A subnormal max_abs has
+// E <= -126, which the clamp makes kMinBlockExponent.
 inline int BlockExponent(float max_abs) {
-  int exponent = 0;
-  if (max_abs > 0.f) std::frexp(max_abs, &exponent);  // max_abs in [2^(E-1), 2^E)
+  if (!(max_abs > 0.f)) return 0;
+  uint32_t bits;
+  std::memcpy(&bits, &max_abs, sizeof(bits));
+  const int biased = int(bits >> 23) & 0xff;
+  const int exponent = biased == 0 ? kMinBlockExponent : biased - 126;
   return std::min(kMaxBlockExponent, std::max(kMinBlockExponent, exponent));
 }
 
@@ -67,7 +92,7 @@ inline BlockStats FinishBlockStats(const Geometry& g, int64_t b, int exponent, f
   out.block_sum[b] = sum;
   out.block_exponent[b] = exponent;
   const int64_t k0 = b * g.block_k;
-  return {k0, std::min(k0 + g.block_k, g.K_pad), std::ldexp(1.f, -exponent), max_quad > 0.f ? 127.f / max_quad : 0.f,
+  return {k0, std::min(k0 + g.block_k, g.K_pad), PowerOfTwo(-exponent), max_quad > 0.f ? 127.f / max_quad : 0.f,
           finite};
 }
 
@@ -84,7 +109,7 @@ inline BlockStats ComputeBlockStats(const Geometry& g, const float* a, int64_t b
     max_abs = IsFinite(v) && v > max_abs ? v : max_abs;
   }
   const int exponent = BlockExponent(max_abs);
-  const float scale = std::ldexp(1.f, -exponent);
+  const float scale = PowerOfTwo(-exponent);
   float sum = 0.f, max_quad = 0.f;
   for (int64_t k = k0; k < k1; k += kQuadK) {
     float v[kQuadK];
