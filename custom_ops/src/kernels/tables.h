@@ -65,9 +65,9 @@ inline double PowerOfTwoDouble(int e) {
   return value;
 }
 
-// 2^-E for a block whose largest finite |a| is `max_abs` (E = 0 for an all-zero block): E is
-// frexp's exponent, max_abs in [2^(E-1), 2^E), read from the bits.  A subnormal max_abs has
-// E <= -126, which the clamp makes kMinBlockExponent.
+// E (the block is scaled by 2^-E) for a block whose largest finite |a| is `max_abs` (E = 0
+// for an all-zero block): frexp's exponent, max_abs in [2^(E-1), 2^E), read from the bits.  A
+// subnormal max_abs has E <= -126, which the clamp makes kMinBlockExponent.
 inline int BlockExponent(float max_abs) {
   if (!(max_abs > 0.f)) return 0;
   uint32_t bits;
