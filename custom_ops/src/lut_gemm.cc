@@ -257,7 +257,11 @@ void LutGemm::RunInt8(const float* a, int64_t rows, char* finite, const OutputRo
   thread_local std::vector<int32_t> block_ints;   // value sums, then exponents
   thread_local std::vector<double> row_scale;
   const size_t blocks = size_t(g.n_blocks) * rows;
-  values.resize(size_t(g.K_pad) * rows);
+  // Rows one cache line further apart than whole lines: the product reads a block of 8 rows
+  // at a time, and rows 4 KB apart (K = 4096) all fall into one L1 set.  Zen 4, M=32-128,
+  // 4-bit group 32 with zero points: 0.92-0.96x the time (medians of 9 interleaved runs).
+  const int64_t stride = (g.K_pad + 63) / 64 * 64 + 64;
+  values.resize(size_t(stride) * rows);
   block_floats.resize(2 * blocks);
   block_ints.resize(2 * blocks);
   row_scale.resize(size_t(rows));
@@ -269,11 +273,11 @@ void LutGemm::RunInt8(const float* a, int64_t rows, char* finite, const OutputRo
   double* row_scales = row_scale.data();
   parallel(size_t(rows), [&](size_t m) {
     const size_t at = m * size_t(g.n_blocks);
-    const Int8Row row{values_data + m * g.K_pad, steps + at, block_sums + at, value_sums + at, exponents + at};
+    const Int8Row row{values_data + m * stride, steps + at, block_sums + at, value_sums + at, exponents + at};
     finite[m] = kernel_.quantize_row(g, a + m * g.K, row);
     row_scales[m] = ToRowUnits(g.n_blocks, row.block_exponent, row.step, row.block_sum);
   });
-  const Int8Rows act{rows, g.K_pad, values_data, steps, block_sums, value_sums, row_scales};
+  const Int8Rows act{rows, stride, values_data, steps, block_sums, value_sums, row_scales};
   ForTileChunks(parallel, [&](int64_t begin, int64_t end) { kernel_.gemm_tiles_int8(weights_, act, begin, end, out); });
 }
 

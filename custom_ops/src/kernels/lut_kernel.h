@@ -109,7 +109,7 @@ struct Int8Row {
 // constant term does.
 struct Int8Rows {
   int64_t rows = 0;
-  int64_t stride = 0;  // bytes between rows of `values` (K_pad)
+  int64_t stride = 0;  // bytes between rows of `values` (at least K_pad)
   const int8_t* values = nullptr;
   const float* step = nullptr;
   const float* block_sum = nullptr;
