@@ -17,7 +17,7 @@ def build(attrs=None, inputs=None, inits=None, drop_attr=None, a_shape=("M", K))
     qw = packing.quantize_rtn(np.random.default_rng(0).standard_normal((N, K)).astype(np.float32), BITS, GROUP, False)
     base = {"packed": qw.pack(), "scales": qw.scales, "zp": qw.zero_points}
     base.update(inits or {})
-    attributes = {"K": K, "N": N, "bits": BITS, "group_size": GROUP, "layout_version": 1}
+    attributes = {"K": K, "N": N, "bits": BITS, "group_size": GROUP, "layout_version": packing.LAYOUT_VERSION}
     attributes.update(attrs or {})
     if drop_attr:
         del attributes[drop_attr]
@@ -44,11 +44,13 @@ def session(model):
         ({"attrs": {"bits": 5}}, "bits must be 1, 2, 3 or 4"),
         ({"attrs": {"group_size": 0}}, "group_size must be positive"),
         ({"attrs": {"group_size": 12}}, "group_size must be a multiple of 8"),  # (48 is fine: groups 48 + 16)
-        ({"attrs": {"layout_version": 2}}, "layout_version 2 is not supported"),
+        ({"attrs": {"layout_version": 3}}, "layout_version 3 is not supported (this library reads 1 to 2)"),
+        ({"attrs": {"layout_version": 0}}, "layout_version 0 is not supported"),
+        ({"attrs": {"layout_version": 1}}, "packed_weights has shape [16, 64], expected [2, 8, 64]"),
         ({"drop_attr": "N"}, "missing or non-integer attribute 'N'"),
         ({"attrs": {"N": 64}}, "scales has shape [40, 2], expected [64, 2]"),
         ({"attrs": {"N": 100}}, "packed_weights has shape"),
-        ({"inits": {"packed": np.zeros((2, 8, 32), np.uint8)}}, "packed_weights has shape [2, 8, 32], expected [2, 8, 64]"),
+        ({"inits": {"packed": np.zeros((16, 32), np.uint8)}}, "packed_weights has shape [16, 32], expected [16, 64]"),
         ({"inits": {"scales": np.ones((N, 3), np.float32)}}, "scales has shape"),
         # (fp16 scales are valid since scales and offsets may be stored as fp16: test_storage.py)
         ({"inits": {"scales": np.ones((N, 2), np.int32)}}, "scales has the wrong element type (6, expected float or float16)"),

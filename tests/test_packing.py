@@ -8,13 +8,31 @@ from tmac_ort.packing import Geometry, pack, unpack, quantize_rtn
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
-@pytest.mark.parametrize("N,K", [(32, 8), (33, 12), (192, 256), (5, 4)])
-def test_unpack_inverts_pack(rng, bits, N, K):
+@pytest.mark.parametrize("N,K", [(32, 8), (33, 12), (192, 256), (5, 4), (70, 1304)])
+@pytest.mark.parametrize("layout_version", [1, 2])
+def test_unpack_inverts_pack(rng, bits, N, K, layout_version):
     q = rng.integers(0, 1 << bits, size=(N, K), dtype=np.uint8)
-    packed = pack(q, bits)
-    geo = Geometry(K, N, bits, K)
-    assert packed.shape == (geo.n_tiles, geo.k_steps, 32 * bits)
-    np.testing.assert_array_equal(unpack(packed, bits, K, N), q)
+    group = 8 if K % 8 == 0 else K
+    packed = pack(q, bits, group, layout_version)
+    geo = Geometry(K, N, bits, group)
+    tiles_steps = (geo.n_tiles, geo.k_steps) if layout_version == 1 else (geo.n_tiles * geo.k_steps,)
+    assert packed.shape == (*tiles_steps, 32 * bits)
+    np.testing.assert_array_equal(unpack(packed, bits, K, N, group), q)
+
+
+@pytest.mark.parametrize("group,chunk_k", [(32, 512), (128, 512), (96, 480), (200, 400), (256, 512), (1024, 512)])
+def test_layout_2_stores_k_chunks_of_every_tile(rng, group, chunk_k):
+    """docs/packed-format.md, layout 2: chunk by chunk (whole blocks, about 512 k), every
+    tile's steps of the chunk; the steps themselves are layout 1's."""
+    N, K, bits = 70, 2048, 3
+    q = rng.integers(0, 1 << bits, size=(N, K), dtype=np.uint8)
+    v1, v2 = pack(q, bits, group, 1), pack(q, bits, group, 2)
+    chunk_steps = chunk_k // 8
+    rows = []
+    for c0 in range(0, K // 8, chunk_steps):
+        for t in range(v1.shape[0]):
+            rows.extend(v1[t, s] for s in range(c0, min(c0 + chunk_steps, K // 8)))
+    np.testing.assert_array_equal(v2, np.stack(rows))
 
 
 def test_worked_example_from_spec():
@@ -23,7 +41,8 @@ def test_worked_example_from_spec():
     q[0, 0] = 1  # channel 0, k 0: plane 0 bit 0 of quad 0
     q[9, 5] = 2  # channel 9, k 5: plane 1, quad 1 (high lane), bit 1
     q[20, 3] = 3  # channel 20, k 3: planes 0 and 1, quad 0, bit 3
-    packed = pack(q, 2)[0, 0]
+    packed = pack(q, 2, layout_version=1)[0, 0]
+    assert (pack(q, 2)[0] == packed).all()  # one tile and step: both layouts alike
     expected = np.zeros(64, dtype=np.uint8)
     expected[0] = 0x01  # chunk 0, byte 0: low nibble = (plane 0, channel 0), quad 0
     expected[16 + 3] = 0x20  # chunk 0, high lane byte 3: high nibble = (plane 1, channel 8 + 1)
@@ -36,7 +55,7 @@ def test_odd_top_plane_uses_single_chunk():
     q = np.zeros((32, 8), dtype=np.uint8)
     q[9, 0] = 1  # 1 bit: plane 0 lives in the single chunk; channel 9 = odd byte 3, low nibble
     q[24, 4] = 1  # channel 24 = high nibble of odd byte 1, quad 1 -> high lane
-    packed = pack(q, 1)[0, 0]
+    packed = pack(q, 1, layout_version=1)[0, 0]
     expected = np.zeros(32, dtype=np.uint8)
     expected[3] = 0x01
     expected[16 + 1] = 0x10

@@ -1,4 +1,5 @@
-"""The LutGemm packed weight format (layout version 1) and round-to-nearest quantisation.
+"""The LutGemm packed weight format (layout version 2; version 1 still read) and round-to-nearest
+quantisation.
 
 docs/packed-format.md is the specification; this module is the one packer, and the C++
 kernels (custom_ops/src/kernels/layout.h) read exactly what it writes.
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # what `pack` writes; the kernels read 1 and 2
 TILE_N = 32  # output channels per tile
 STEP_K = 8  # reduction elements per step (two quads)
 QUAD_K = 4  # activations per lookup table
 MAX_BLOCK_K = 256  # longest int16 accumulation run (and table-quantisation block)
+CHUNK_K = 512  # layout 2: K per chunk, rounded down to whole blocks
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,23 @@ class Geometry:
         return -(-self.K_pad // self.block_k)
 
     @property
-    def packed_shape(self) -> tuple[int, int, int]:
-        return (self.n_tiles, self.k_steps, TILE_N * self.bits)
+    def chunk_steps(self) -> int:
+        """Steps per K-chunk of layout 2 (whole blocks; the last chunk may be shorter)."""
+        return max(1, CHUNK_K // self.block_k) * self.block_k // STEP_K
+
+    def packed_shape(self, layout_version: int = LAYOUT_VERSION) -> tuple[int, ...]:
+        """Layout 1: [tile][step][byte]; layout 2: [step in storage order][byte]."""
+        step_bytes = TILE_N * self.bits
+        if layout_version == 1:
+            return (self.n_tiles, self.k_steps, step_bytes)
+        return (self.n_tiles * self.k_steps, step_bytes)
+
+    def chunk_order(self) -> np.ndarray:
+        """Layout 2's storage order as indices into layout 1's [tile * k_steps + step]: chunk by
+        chunk, every tile's steps of the chunk (mirrors tmac::Geometry::step_offset)."""
+        index = np.arange(self.n_tiles * self.k_steps).reshape(self.n_tiles, self.k_steps)
+        cs = self.chunk_steps
+        return np.concatenate([index[:, c:c + cs].reshape(-1) for c in range(0, self.k_steps, cs)])
 
     def group_of_block(self, b: int) -> int:
         return (b * self.block_k) // self.group_size
@@ -104,13 +121,18 @@ def _nibble_sources(bits: int):
     return plane * 2 * TILE_N + chan_lo * 2 + lane, plane * 2 * TILE_N + chan_hi * 2 + lane
 
 
-def pack(q: np.ndarray, bits: int) -> np.ndarray:
-    """Packs q[N, K] (uint8 values < 2^bits) into the (n_tiles, k_steps, 32*bits) layout."""
+def pack(q: np.ndarray, bits: int, group_size: int | None = None,
+         layout_version: int = LAYOUT_VERSION) -> np.ndarray:
+    """Packs q[N, K] (uint8 values < 2^bits) into layout 2 (n_tiles * k_steps, 32*bits), whose
+    K-chunks hold whole blocks of `group_size` (default K), or layout 1 (n_tiles, k_steps,
+    32*bits)."""
     q = np.asarray(q)
     if q.ndim != 2:
         raise ValueError(f"q must be 2-D [N, K], got shape {q.shape}")
+    if layout_version not in (1, 2):
+        raise ValueError(f"layout_version must be 1 or 2, got {layout_version}")
     N, K = q.shape
-    geo = Geometry(K, N, bits, K)
+    geo = Geometry(K, N, bits, group_size or K)
     if q.size and int(q.max()) >= (1 << bits):
         raise ValueError(f"q holds values >= 2^{bits}")
     padded = np.zeros((geo.N_pad, geo.K_pad), dtype=np.uint8)
@@ -125,15 +147,23 @@ def pack(q: np.ndarray, bits: int) -> np.ndarray:
     steps = nibbles.reshape(bits, geo.n_tiles, TILE_N, geo.k_steps, 2).transpose(1, 3, 0, 2, 4)
     steps = steps.reshape(geo.n_tiles, geo.k_steps, bits * TILE_N * 2)
     lo, hi = _nibble_sources(bits)
-    return np.ascontiguousarray(steps[..., lo] | (steps[..., hi] << 4))
+    packed = steps[..., lo] | (steps[..., hi] << 4)  # layout 1
+    if layout_version == 1:
+        return np.ascontiguousarray(packed)
+    return np.ascontiguousarray(packed.reshape(geo.n_tiles * geo.k_steps, -1)[geo.chunk_order()])
 
 
-def unpack(packed: np.ndarray, bits: int, K: int, N: int) -> np.ndarray:
-    """Inverse of `pack`: returns q[N, K]."""
-    geo = Geometry(K, N, bits, K)
+def unpack(packed: np.ndarray, bits: int, K: int, N: int, group_size: int | None = None) -> np.ndarray:
+    """Inverse of `pack` for either layout (told apart by the array's rank): returns q[N, K]."""
+    geo = Geometry(K, N, bits, group_size or K)
     packed = np.asarray(packed, dtype=np.uint8)
-    if packed.shape != geo.packed_shape:
-        raise ValueError(f"packed has shape {packed.shape}, expected {geo.packed_shape}")
+    layout_version = 1 if packed.ndim == 3 else 2
+    if packed.shape != geo.packed_shape(layout_version):
+        raise ValueError(f"packed has shape {packed.shape}, expected {geo.packed_shape(layout_version)}")
+    if layout_version == 2:
+        v1 = np.empty_like(packed)
+        v1[geo.chunk_order()] = packed
+        packed = v1.reshape(geo.packed_shape(1))
     steps = np.zeros((geo.n_tiles, geo.k_steps, bits * TILE_N * 2), dtype=np.uint8)
     lo, hi = _nibble_sources(bits)
     steps[..., lo] = packed & 15
@@ -199,8 +229,8 @@ class QuantizedWeight:
             z = np.float32(1 << (self.bits - 1))
         return s * (q - z)
 
-    def pack(self) -> np.ndarray:
-        return pack(self.q, self.bits)
+    def pack(self, layout_version: int = LAYOUT_VERSION) -> np.ndarray:
+        return pack(self.q, self.bits, self.group_size, layout_version)
 
 
 def padded_groups(w: np.ndarray, geo: Geometry) -> np.ndarray:

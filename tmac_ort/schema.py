@@ -38,7 +38,7 @@ def _schema() -> defs.OpSchema:
         "Y = A @ dequantize(W)^T (+ bias) by table lookup over bit planes; see docs/packed-format.md.",
         inputs=[
             _P("A", "T", "activations [..., K]"),
-            _P("packed_weights", "tensor(uint8)", "bit planes [N_pad/32, K_pad/8, 32*bits]"),
+            _P("packed_weights", "tensor(uint8)", "bit planes: layout 2 [N_pad/32 * K_pad/8, 32*bits] (K-chunked), layout 1 [N_pad/32, K_pad/8, 32*bits]"),
             _P("scales", "S", "per-group scales [N, ceil(K/group_size)]"),
             _P("zero_points", "tensor(uint8)", "integer zero points [N, ceil(K/group_size)]", param_option=_OPTIONAL),
             _P("offsets", "O", "float offsets [N, ceil(K/group_size)]: w = s*q + offset", param_option=_OPTIONAL),
@@ -55,7 +55,7 @@ def _schema() -> defs.OpSchema:
                 ("N", "output channels"),
                 ("bits", "bits per weight, 1..4"),
                 ("group_size", "weights per scale along K"),
-                ("layout_version", "packed layout version (1)"),
+                ("layout_version", "packed layout version (2: K-chunked; 1: tile by tile)"),
             ]
         ],
     )

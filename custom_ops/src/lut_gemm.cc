@@ -60,27 +60,28 @@ int ChannelExponent(float max_abs) {
   return std::max(exponent - 15, -126);
 }
 
-// Rearranges per-group values [N][n_groups] to [tile][group][32] in fp16 units of 2^u[n].
+// Rearranges per-group values [N][n_groups] to entries of 32 (Geometry::group_entry) in fp16
+// units of 2^u[n].
 std::vector<uint16_t> ToFp16Channels(const Geometry& g, const float* values, const std::vector<int>& exponent,
                                      const KernelOps& kernel) {
   std::vector<float> scaled(size_t(g.n_tiles) * g.n_groups * kTileN, 0.f);
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t grp = 0; grp < g.n_groups; ++grp)
-      scaled[((n / kTileN) * g.n_groups + grp) * kTileN + n % kTileN] =
+      scaled[g.group_entry(n / kTileN, grp) * kTileN + n % kTileN] =
           float(std::ldexp(double(values[n * g.n_groups + grp]), -exponent[n]));  // exact
   std::vector<uint16_t> out(scaled.size());
   kernel.float_to_half(scaled.data(), out.data(), out.size());
   return out;
 }
 
-// Rearranges zero points [N][n_groups] to [tile][group][16] nibble pairs: byte j holds
+// Rearranges zero points [N][n_groups] to entries (Geometry::group_entry) of 16 nibble pairs: byte j holds
 // channel j in its low nibble and channel j + 16 in its high one (channels beyond N: 0).
 std::vector<uint8_t> ToNibbleChannels(const Geometry& g, const uint8_t* zero_points) {
   std::vector<uint8_t> out(size_t(g.n_tiles) * g.n_groups * (kTileN / 2), 0);
   for (int64_t n = 0; n < g.N; ++n) {
     const int64_t c = n % kTileN;
     for (int64_t grp = 0; grp < g.n_groups; ++grp) {
-      uint8_t& byte = out[size_t(((n / kTileN) * g.n_groups + grp) * (kTileN / 2) + c % 16)];
+      uint8_t& byte = out[size_t(g.group_entry(n / kTileN, grp) * (kTileN / 2) + c % 16)];
       byte = uint8_t(byte | zero_points[n * g.n_groups + grp] << (c < 16 ? 0 : 4));
     }
   }
@@ -246,7 +247,26 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
     parallel(size_t(rows), build_row);
   }
   const ActivationTables act{rows, tables_data, half_scale, block_sum, row_scales};
-  ForTileChunks(parallel, [&](int64_t begin, int64_t end) { kernel_.gemm_tiles(weights_, act, begin, end, out); });
+  if (rows > 1 || g.n_chunks() == 1) {
+    ForTileChunks(parallel, [&](int64_t begin, int64_t end) { kernel_.gemm_tiles(weights_, act, begin, end, out); });
+    return;
+  }
+  // One row of layout-2 weights: K-chunk by K-chunk, every tile's part of a chunk before the
+  // next chunk.  That is the order the weights are stored in, and a chunk's tables (2 KB)
+  // stay in L1, where tile by tile a 4096-wide row's 16 KB of tables was evicted by each
+  // tile's weights.  Zen 4, one thread, 12-24 matrices streamed as decoding reads them, paired
+  // with the same bytes as layout 1 (benchmarks/2026-11-28-zen4-session9/layout_pairs.cc):
+  // 1.15-1.35x the GB/s at K = 2560-14336, 1.0-1.04x at SmolLM2's K = 576 and 1536.  Each
+  // tile's sum so far waits in `carry`; a chunk's tiles are split between threads as usual.
+  thread_local std::vector<float> carry;
+  carry.resize(size_t(g.n_tiles) * kTileN);
+  OutputRows part = out;
+  part.carry = carry.data();
+  for (int64_t c = 0; c < g.n_chunks(); ++c) {
+    part.block_begin = c * g.chunk_blocks();
+    part.block_end = std::min(g.n_blocks, part.block_begin + g.chunk_blocks());
+    ForTileChunks(parallel, [&](int64_t begin, int64_t end) { kernel_.gemm_tiles(weights_, act, begin, end, part); });
+  }
 }
 
 void LutGemm::RunInt8(const float* a, int64_t rows, char* finite, const OutputRows& out,

@@ -125,13 +125,13 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
   if (!node.ReadInt("K", &K, error) || !node.ReadInt("N", &N, error) || !node.ReadInt("bits", &bits, error) ||
       !node.ReadInt("group_size", &group_size, error) || !node.ReadInt("layout_version", &layout_version, error))
     return nullptr;
-  if (layout_version != kLayoutVersion) {
+  if (layout_version < kOldestLayoutVersion || layout_version > kLayoutVersion) {
     *error = node.Error("layout_version " + std::to_string(layout_version) + " is not supported (this library reads " +
-                        std::to_string(kLayoutVersion) + ")");
+                        std::to_string(kOldestLayoutVersion) + " to " + std::to_string(kLayoutVersion) + ")");
     return nullptr;
   }
   Geometry geo;
-  if (const char* why = MakeGeometry(K, N, bits, group_size, &geo)) {
+  if (const char* why = MakeGeometry(K, N, bits, group_size, &geo, layout_version)) {
     *error = node.Error(std::string(why) + " (K=" + std::to_string(K) + ", N=" + std::to_string(N) +
                         ", bits=" + std::to_string(bits) + ", group_size=" + std::to_string(group_size) + ")");
     return nullptr;
@@ -143,8 +143,11 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
     *error = node.Error("packed_weights and scales inputs are required");
     return nullptr;
   }
-  if (!node.ReadConstant(kPackedWeights, "packed_weights", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8,
-                         {geo.n_tiles, geo.k_steps, geo.step_bytes()}, &planes, error) ||
+  // layout 1: [tile][step][byte]; layout 2: [step in storage order][byte] (chunk by chunk)
+  const Shape planes_shape = layout_version == 1 ? Shape{geo.n_tiles, geo.k_steps, geo.step_bytes()}
+                                                 : Shape{geo.n_tiles * geo.k_steps, geo.step_bytes()};
+  if (!node.ReadConstant(kPackedWeights, "packed_weights", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, planes_shape,
+                         &planes, error) ||
       !node.ReadFloats(kScales, "scales", per_group, &scales, error) ||
       !node.ReadConstant(kZeroPoints, "zero_points", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, per_group, &zero_points,
                          error) ||

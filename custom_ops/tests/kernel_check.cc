@@ -166,10 +166,11 @@ std::string CheckTables(const Case& c, const tmac::KernelOps& ops) {
 enum class Quant { kSymmetric, kZeroPoints, kOffsets };
 
 Case Make(const std::string& name, int64_t K, int64_t N, int bits, int64_t group, int64_t M, Quant quant,
-          double a_scale = 1.0, double s_scale = 0.02, bool all_max = false, bool positive = false) {
+          double a_scale = 1.0, double s_scale = 0.02, bool all_max = false, bool positive = false,
+          int layout_version = tmac::kLayoutVersion) {
   Case c;
   c.name = name;
-  if (const char* why = tmac::MakeGeometry(K, N, bits, group, &c.geo)) {
+  if (const char* why = tmac::MakeGeometry(K, N, bits, group, &c.geo, layout_version)) {
     std::fprintf(stderr, "%s: %s\n", name.c_str(), why);
     std::exit(2);
   }
@@ -216,6 +217,14 @@ std::vector<Case> Cases() {
     cases.push_back(Make("short last group K 1001/64, bits " + std::to_string(bits), 1001, 40, bits, 64, 2,
                          Quant::kOffsets));
   }
+  // Several K-chunks (layout 2, 512 k each) against one (layout 1), decoding and prefill.
+  for (int layout : {1, 2})
+    for (int bits : {2, 3})
+      for (int64_t group : {32, 128, 1024})
+        for (int64_t M : {1, 5})
+          cases.push_back(Make("layout " + std::to_string(layout) + " K 2200 bits " + std::to_string(bits) +
+                                   " group " + std::to_string(group) + " M " + std::to_string(M),
+                               2200, 300, bits, group, M, Quant::kZeroPoints, 1.0, 0.02, false, false, layout));
   for (double a_scale : {1e-45, 1e-38, 1e-37, 1e30, 1e38})
     cases.push_back(Make("activations x " + std::to_string(a_scale), 256, 48, 4, 64, 2, Quant::kZeroPoints, a_scale,
                          a_scale > 1 ? 1e-5 : 1.0));

@@ -1,21 +1,24 @@
-// The packed bit-plane layout of LutGemm weights, version 1.
+// The packed bit-plane layout of LutGemm weights, versions 1 and 2.
 // docs/packed-format.md is the specification; tmac_ort/packing.py is the one packer.
 // Everything here is plain arithmetic so that the scalar kernel, the SIMD kernels and
 // the op's validation agree on sizes and positions.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
 
 namespace tmac {
 
-constexpr int kLayoutVersion = 1;
+constexpr int kLayoutVersion = 2;      // what the packer writes; version 1 is still read
+constexpr int kOldestLayoutVersion = 1;
 constexpr int kTileN = 32;          // output channels per tile
 constexpr int kStepK = 8;           // reduction elements per step: two quads of four
 constexpr int kQuadK = 4;           // activations per lookup table
 constexpr int kTableBytes = 16;     // int8 entries per lookup table
 constexpr int kMaxBlockK = 256;     // longest run of K summed in int16 before flushing to fp32
+constexpr int kChunkK = 512;        // layout 2: K per chunk, rounded down to whole blocks
 
 // Geometry of one LutGemm weight, derived from the node attributes.
 struct Geometry {
@@ -26,8 +29,30 @@ struct Geometry {
   int64_t n_tiles = 0, k_steps = 0;
   int64_t n_groups = 0;
   int64_t block_k = 0, n_blocks = 0;  // table-quantisation / int16-accumulation blocks
+  // Layout 2 stores the planes K-chunk by K-chunk (every tile's steps of a chunk, then the
+  // next chunk); layout 1 is one chunk of all k_steps.  Chunks hold whole blocks.
+  int64_t chunk_steps = 0;
   int64_t step_bytes() const { return int64_t(kTileN) * bits; }
-  int64_t tile_bytes() const { return k_steps * step_bytes(); }
+  int64_t tile_bytes() const { return k_steps * step_bytes(); }  // one tile's steps, all chunks
+  int64_t n_chunks() const { return (k_steps + chunk_steps - 1) / chunk_steps; }
+  // Blocks per chunk (layout 1's one chunk: all of them, the last maybe short).
+  int64_t chunk_blocks() const { return (chunk_steps + block_steps() - 1) / block_steps(); }
+  // Steps of chunk c (the last chunk may be shorter).
+  int64_t chunk_length(int64_t c) const { return c + 1 < n_chunks() ? chunk_steps : k_steps - c * chunk_steps; }
+  // Entry (32 channels) of tile t's per-group values for group grp in the kernels' copies of
+  // scales, constants and zero points: [tile][group] in layout 1; in layout 2, where a chunk
+  // holds whole groups, chunk by chunk as the planes (a tile's groups of a chunk together).
+  // (Two divisions: a kernel should step through entries rather than call this per block.)
+  int64_t group_entry(int64_t t, int64_t grp) const {
+    if (chunk_steps == k_steps || (chunk_steps * kStepK) % group_size) return t * n_groups + grp;
+    const int64_t per_chunk = chunk_steps * kStepK / group_size, first = grp / per_chunk * per_chunk;
+    return first * n_tiles + t * std::min(per_chunk, n_groups - first) + (grp - first);
+  }
+  // Step s of tile t; steps s.. of the same chunk follow it.
+  int64_t step_offset(int64_t t, int64_t s) const {
+    const int64_t c = s / chunk_steps;
+    return (c * n_tiles * chunk_steps + t * chunk_length(c) + (s - c * chunk_steps)) * step_bytes();
+  }
   int64_t block_steps() const { return block_k / kStepK; }
   int64_t group_of_block(int64_t b) const { return (b * block_k) / group_size; }
   // Blocks never straddle groups: a group is one block, a whole number of blocks, or the row
@@ -55,8 +80,31 @@ struct NibbleSlot {
 // weak symbol the linker merges across them (custom_ops/tests/kernel_check.sh checks).
 namespace {
 
+// Geometry::group_entry for the blocks of one tile in order, without its divisions per
+// block: within a K-chunk the entries of consecutive groups are consecutive.
+class GroupEntries {
+ public:
+  GroupEntries(const Geometry& g, int64_t t, int64_t b, int64_t group)
+      : g_(g), t_(t), base_(g.group_entry(t, group) - group),
+        blocks_left_in_chunk_(g.chunk_blocks() - b % g.chunk_blocks()) {}
+  int64_t Of(int64_t group) const { return base_ + group; }
+  // After each block, with the group of the next block.
+  void Next(int64_t group) {
+    if (--blocks_left_in_chunk_ > 0) return;
+    blocks_left_in_chunk_ = g_.chunk_blocks();
+    base_ = g_.group_entry(t_, group) - group;
+  }
+
+ private:
+  const Geometry& g_;
+  int64_t t_, base_, blocks_left_in_chunk_;
+};
+
 // Fills `g` from K, N, bits and group size; returns nullptr or a message saying what is wrong.
-inline const char* MakeGeometry(int64_t K, int64_t N, int64_t bits, int64_t group_size, Geometry* g) {
+inline const char* MakeGeometry(int64_t K, int64_t N, int64_t bits, int64_t group_size, Geometry* g,
+                                int64_t layout_version = kLayoutVersion) {
+  if (layout_version < kOldestLayoutVersion || layout_version > kLayoutVersion)
+    return "layout_version must be 1 or 2";
   if (bits < 1 || bits > 4) return "bits must be 1, 2, 3 or 4";
   if (K <= 0 || N <= 0) return "K and N must be positive";
   if (K > (int64_t(1) << 31) || N > (int64_t(1) << 31)) return "K and N must be below 2^31";
@@ -84,6 +132,7 @@ inline const char* MakeGeometry(int64_t K, int64_t N, int64_t bits, int64_t grou
   g->n_groups = (K + group_size - 1) / group_size;
   g->block_k = block_k;
   g->n_blocks = (g->K_pad + block_k - 1) / block_k;
+  g->chunk_steps = layout_version == 1 ? g->k_steps : std::max<int64_t>(1, kChunkK / block_k) * block_k / kStepK;
   return nullptr;
 }
 
@@ -121,7 +170,7 @@ inline NibbleMap NibblePositions(int bits) {
 
 // q[n, k] (0 .. 2^bits - 1) read back from the packed planes; `where` is NibblePositions(bits).
 inline int QuantAt(const Geometry& g, const uint8_t* planes, const NibbleMap& where, int64_t n, int64_t k) {
-  const uint8_t* step = planes + (n / kTileN) * g.tile_bytes() + (k / kStepK) * g.step_bytes();
+  const uint8_t* step = planes + g.step_offset(n / kTileN, k / kStepK);
   const int lane = int(k % kStepK) / kQuadK, bit = int(k % kQuadK);
   int q = 0;
   for (int p = 0; p < g.bits; ++p) {

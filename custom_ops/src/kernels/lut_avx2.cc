@@ -107,17 +107,18 @@ static_assert(127 * (4 + 8) <= 32767, "vpmaddubsw pair sum saturates");
 static_assert(int64_t(kMaxBlockK / kStepK) * 2 * 127 * 15 < (int64_t(1) << 31), "int32 block sum overflows");
 
 // acc[r][o] (16 int16: channels 8o..8o+7 in each lane, one lane per quad of the step) +=
-// the weighted table lookups of steps [s_begin, s_end) for kRows activation rows.  Each
-// weight chunk is loaded and split into nibbles once and looked up in every row's table.
+// the weighted table lookups of the n steps at `steps` (consecutive in memory; tables[r]: the
+// first step's tables of row r) for kRows activation rows.  Each weight chunk is loaded and
+// split into nibbles once and looked up in every row's table.
 template <int kBits, int kRows>
-TMAC_ALWAYS_INLINE void AccumulateSteps(const uint8_t* tile, const int8_t* const* tables, int64_t s_begin, int64_t s_end,
-                            __m256i (*acc)[4]) {
+TMAC_ALWAYS_INLINE void AccumulateSteps(const uint8_t* steps, const int8_t* const* tables, int64_t n,
+                                        __m256i (*acc)[4]) {
   constexpr int kStepBytes = kTileN * kBits;
   constexpr int kPairs = kBits / 2;
   const __m256i low_nibble = _mm256_set1_epi8(0x0f);
   const PlaneWeights<kBits> weights;
   auto accumulate_step = [&](int64_t s) TMAC_LAMBDA_INLINE {
-    const uint8_t* step = tile + s * kStepBytes;
+    const uint8_t* step = steps + s * kStepBytes;
     for (int i = 0; i < kStepBytes; i += 64) _mm_prefetch(reinterpret_cast<const char*>(step + kPrefetchBytes + i), _MM_HINT_T0);
     __m256i table[kRows];
     for (int r = 0; r < kRows; ++r) table[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tables[r] + s * 32));
@@ -150,17 +151,17 @@ TMAC_ALWAYS_INLINE void AccumulateSteps(const uint8_t* tile, const int8_t* const
       }
     }
   };
-  int64_t s = s_begin;
+  int64_t s = 0;
   // Two steps per iteration for one row at 1 and 2 bits: a quarter fewer instructions per
   // step (the loop's own, and GCC's accumulator copies go).  At 3 and 4 bits GCC then
   // spills accumulators, so those stay at one step.
   if (kRows == 1 && kBits <= 2) {
-    for (; s + 2 <= s_end; s += 2) {
+    for (; s + 2 <= n; s += 2) {
       accumulate_step(s);
       accumulate_step(s + 1);
     }
   }
-  for (; s < s_end; ++s) accumulate_step(s);
+  for (; s < n; ++s) accumulate_step(s);
 }
 
 // The integer part of one block: sum[r][o] = 8 int32 channels.  Int16 accumulation runs in
@@ -168,25 +169,28 @@ TMAC_ALWAYS_INLINE void AccumulateSteps(const uint8_t* tile, const int8_t* const
 // 16 steps), and the two lanes (quads) are merged once per window: in int16 where both lanes
 // together cannot overflow (blocks up to 8 steps at 4 bits, 18 at 3, every block at 1 and 2
 // bits), two accumulators at a time, else each widened to int32 first.
+// `steps`: the block's n consecutive steps; tables[r]: their first step's tables of row r.
 template <int kBits, int kRows>
-TMAC_ALWAYS_INLINE void AccumulateBlock(const uint8_t* tile, const int8_t* const* tables, int64_t s_begin, int64_t s_end,
-                            __m256i (*sum)[4]) {
+TMAC_ALWAYS_INLINE void AccumulateBlock(const uint8_t* steps, const int8_t* const* tables, int64_t n,
+                                        __m256i (*sum)[4]) {
   constexpr int64_t kWindow = WindowSteps<kBits>() >= 32 ? 32 : 16;
   static_assert(kWindow * ((1 << kBits) - 1) * 127 <= 32767, "int16 window overflows");
   __m256i acc[kRows][4];
   auto accumulate_window = [&](int64_t w) TMAC_LAMBDA_INLINE {
     for (int r = 0; r < kRows; ++r)
       for (int o = 0; o < 4; ++o) acc[r][o] = _mm256_setzero_si256();
-    AccumulateSteps<kBits, kRows>(tile, tables, w, std::min(w + kWindow, s_end), acc);
+    const int8_t* window_tables[kRows];
+    for (int r = 0; r < kRows; ++r) window_tables[r] = tables[r] + w * 2 * kTableBytes;
+    AccumulateSteps<kBits, kRows>(steps + w * kTileN * kBits, window_tables, std::min(kWindow, n - w), acc);
   };
-  accumulate_window(s_begin);
-  if (s_end - s_begin <= std::min(kWindow, LanePairSteps<kBits>())) {
+  accumulate_window(0);
+  if (n <= std::min(kWindow, LanePairSteps<kBits>())) {
     for (int r = 0; r < kRows; ++r) MergeLanePairs(acc[r], sum[r]);
     return;
   }
   for (int r = 0; r < kRows; ++r)
     for (int o = 0; o < 4; ++o) sum[r][o] = MergeLanes(acc[r][o]);
-  for (int64_t w = s_begin + kWindow; w < s_end; w += kWindow) {
+  for (int64_t w = kWindow; w < n; w += kWindow) {
     accumulate_window(w);
     for (int r = 0; r < kRows; ++r)
       for (int o = 0; o < 4; ++o) sum[r][o] = _mm256_add_epi32(sum[r][o], MergeLanes(acc[r][o]));
@@ -201,31 +205,40 @@ inline __m256 CentredZeroPoint(const uint8_t* nibbles, int o, __m256 mid) {
   return _mm256_sub_ps(mid, _mm256_cvtepi32_ps(z));
 }
 
-// One tile of 32 channels for rows [m0, m0 + kRows): y = sum over blocks of
-// sum * s * step/2 + constant * block_sum, scales loaded once per block for all rows.
-// Offsets::kSymmetric: the constant is -s/2 (default zero points), so y += s * (sum * step/2
-// - block_sum/2) and no constant is read or computed; kZeroPoints computes it from the
+// One tile of 32 channels for rows [m0, m0 + kRows), blocks [b_begin, b_end): y = sum over
+// blocks of sum * s * step/2 + constant * block_sum, scales loaded once per block for all
+// rows.  Offsets::kSymmetric: the constant is -s/2 (default zero points), so y += s * (sum *
+// step/2 - block_sum/2) and no constant is read or computed; kZeroPoints computes it from the
 // nibbles, kConstants loads it, once per block and 8 channels for all rows.
+//
+// `carry` (kRows x 32 floats) holds y between calls over consecutive block ranges: read
+// unless b_begin is 0, written unless b_end is the last block, where y goes to `out`.
 template <int kBits, int kRows, Offsets kOffsets>
-void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m0, const OutputRows& out) {
+void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m0, int64_t b_begin,
+              int64_t b_end, float* carry, const OutputRows& out) {
   const Geometry& g = w.geo;
-  const uint8_t* tile = w.planes + t * g.tile_bytes();
   const int64_t table_row = g.k_steps * 2 * kTableBytes;
   const int8_t* tables[kRows];
   for (int r = 0; r < kRows; ++r) tables[r] = act.tables + (m0 + r) * table_row;
   __m256 y[kRows][4];
   for (int r = 0; r < kRows; ++r)
-    for (int o = 0; o < 4; ++o) y[r][o] = _mm256_setzero_ps();
+    for (int o = 0; o < 4; ++o) y[r][o] = b_begin == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(carry + 32 * r + 8 * o);
   const int64_t blocks_per_group = g.blocks_per_group();
-  int64_t group = 0, blocks_left_in_group = blocks_per_group;  // (no division in the loop)
-  for (int64_t b = 0; b < g.n_blocks; ++b) {
+  int64_t group = g.group_of_block(b_begin);  // then counted, no division in the loop
+  int64_t blocks_left_in_group = blocks_per_group - (b_begin - group * blocks_per_group);
+  GroupEntries entries(g, t, b_begin, group);
+  for (int64_t b = b_begin; b < b_end; ++b) {
     __m256i sum[kRows][4];
-    AccumulateBlock<kBits, kRows>(tile, tables, b * g.block_steps(), std::min((b + 1) * g.block_steps(), g.k_steps), sum);
-    const int64_t at = (t * g.n_groups + group) * kTileN;
+    const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
+    const int8_t* block_tables[kRows];
+    for (int r = 0; r < kRows; ++r) block_tables[r] = tables[r] + s0 * 2 * kTableBytes;
+    AccumulateBlock<kBits, kRows>(w.planes + g.step_offset(t, s0), block_tables, s1 - s0, sum);
+    const int64_t at = entries.Of(group) * kTileN;
     if (--blocks_left_in_group == 0) {
       ++group;
       blocks_left_in_group = blocks_per_group;
     }
+    entries.Next(group);
     for (int o = 0; o < 4; ++o) {
       const __m256 scale = LoadHalf8(&w.scale[at + 8 * o]);
       __m256 constant = _mm256_setzero_ps(), centred_zero_point = _mm256_setzero_ps();
@@ -255,6 +268,11 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
       }
     }
   }
+  if (b_end < g.n_blocks) {
+    for (int r = 0; r < kRows; ++r)
+      for (int o = 0; o < 4; ++o) _mm256_storeu_ps(carry + 32 * r + 8 * o, y[r][o]);
+    return;
+  }
   const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
   for (int r = 0; r < kRows; ++r) {
     float* dst = out.y + (m0 + r) * out.ldy + t * kTileN;
@@ -271,6 +289,12 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
 template <int kBits, Offsets kOffsets>
 void GemmTilesAvx2(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
                    int64_t tile_end, const OutputRows& out) {
+  if (act.rows == 1) {  // (out may hold a block range: LutGemm::RunTables)
+    const int64_t b_end = out.block_end < 0 ? w.geo.n_blocks : out.block_end;
+    for (int64_t t = tile_begin; t < tile_end; ++t)
+      TileRows<kBits, 1, kOffsets>(w, act, t, 0, out.block_begin, b_end, out.carry ? out.carry + t * kTileN : nullptr, out);
+    return;
+  }
   constexpr int64_t kTableBudget = 256 * 1024;
   const int64_t table_row_bytes = w.geo.k_steps * 2 * kTableBytes;
   const int64_t block_rows = std::max<int64_t>(2, kTableBudget / table_row_bytes) & ~int64_t(1);
@@ -278,8 +302,8 @@ void GemmTilesAvx2(const PreparedWeights& w, const ActivationTables& act, int64_
     const int64_t m_end = std::min(act.rows, m_begin + block_rows);
     for (int64_t t = tile_begin; t < tile_end; ++t) {
       int64_t m = m_begin;
-      for (; m + 2 <= m_end; m += 2) TileRows<kBits, 2, kOffsets>(w, act, t, m, out);
-      if (m < m_end) TileRows<kBits, 1, kOffsets>(w, act, t, m, out);
+      for (; m + 2 <= m_end; m += 2) TileRows<kBits, 2, kOffsets>(w, act, t, m, 0, w.geo.n_blocks, nullptr, out);
+      if (m < m_end) TileRows<kBits, 1, kOffsets>(w, act, t, m, 0, w.geo.n_blocks, nullptr, out);
     }
   }
 }

@@ -186,21 +186,20 @@ const DecodePlan& PlanFor(int bits) {
   return plans[size_t(bits - 1)];
 }
 
-// Steps [s_begin, s_end) of a tile to `out`: 2 quads of kQuadBytes per step, [quad][dword
+// The n consecutive steps at `steps` to `out`: 2 quads of kQuadBytes per step, [quad][dword
 // in decoded order][k].
 template <int kBits>
-TMAC_ALWAYS_INLINE void DecodeSteps(const DecodePlan& plan, const uint8_t* tile, int64_t s_begin, int64_t s_end,
-                                    uint8_t* out) {
+TMAC_ALWAYS_INLINE void DecodeSteps(const DecodePlan& plan, const uint8_t* steps, int64_t n, uint8_t* out) {
   constexpr int kPairs = kBits / 2;
   const __m512i select_bit = _mm512_set1_epi64(0x8040201008040201);  // byte j: 1 << j
   const __m512i top_plane = _mm512_set1_epi8(char(1 << (kBits - 1)));
-  for (int64_t s = s_begin; s < s_end; ++s) {
-    const uint8_t* step = tile + s * kTileN * kBits;
+  for (int64_t s = 0; s < n; ++s) {
+    const uint8_t* step = steps + s * kTileN * kBits;
     // (a 1-bit step is 32 bytes, its single chunk: a 64-byte load could run past the planes)
     const __m512i pairs0 = kPairs > 0 ? _mm512_loadu_si512(step)
                                       : _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(step)));
     const __m512i pairs1 = kPairs == 2 ? _mm512_loadu_si512(step + 64) : pairs0;
-    uint8_t* dst = out + (s - s_begin) * 2 * kQuadBytes;
+    uint8_t* dst = out + s * 2 * kQuadBytes;
     for (int lane = 0; lane < 2; ++lane)
       for (int half = 0; half < 2; ++half) {
         __m512i q = _mm512_setzero_si512();
@@ -344,19 +343,22 @@ void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_b
   const int64_t blocks_per_group = g.blocks_per_group();
   for (int64_t t = tile_begin; t < tile_end; ++t) {
     std::fill(ybuf, ybuf + act.rows * kTileN, 0.f);
-    const uint8_t* tile = w.planes + t * g.tile_bytes();
     int64_t group = 0, blocks_left_in_group = blocks_per_group;
+    GroupEntries entries(g, t, 0, 0);
     for (int64_t b = 0; b < g.n_blocks; ++b) {
       const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
-      DecodeSteps<kBits>(plan, tile, s0, s1, decoded);
-      // The next block's planes (tiles lie one after another, so at a tile's end the next
-      // tile's), fetched while this block is multiplied.  Without it a decode waited on every
-      // block's first loads: at M=8 (4096x4096, 4 bits) 29% of the samples sat on one load.
-      const uint8_t* next = tile + s1 * g.step_bytes();
-      for (int64_t i = 0; i < (s1 - s0) * g.step_bytes(); i += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(next + i), _MM_HINT_T0);
+      DecodeSteps<kBits>(plan, w.planes + g.step_offset(t, s0), s1 - s0, decoded);
+      // The next block's planes (at a tile's end the next tile's), fetched while this block
+      // is multiplied.  Without it a decode waited on every block's first loads: at M=8
+      // (4096x4096, 4 bits) 29% of the samples sat on one load.
+      const bool last_block = s1 == g.k_steps;
+      if (!last_block || t + 1 < g.n_tiles) {
+        const char* next = reinterpret_cast<const char*>(w.planes + (last_block ? g.step_offset(t + 1, 0)
+                                                                                : g.step_offset(t, s1)));
+        for (int64_t i = 0; i < (s1 - s0) * g.step_bytes(); i += 64) _mm_prefetch(next + i, _MM_HINT_T0);
+      }
       BlockWeights bw;
-      const int64_t at = (t * g.n_groups + group) * kTileN;
+      const int64_t at = entries.Of(group) * kTileN;
       for (int h = 0; h < 2; ++h) {
         bw.scale[h] = ToDecodedOrder(
             _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.scale[at + 16 * h]))));
@@ -367,6 +369,7 @@ void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_b
         ++group;
         blocks_left_in_group = blocks_per_group;
       }
+      entries.Next(group);
       for (int64_t m0 = 0; m0 < act.rows; m0 += kRowBlock)
         RowsOfBlockDispatch<kBits, kSymmetric>(int(std::min<int64_t>(kRowBlock, act.rows - m0)), decoded, 2 * (s1 - s0),
                                                act, m0, s0 * kStepK, b, g.n_blocks, bw, ybuf);

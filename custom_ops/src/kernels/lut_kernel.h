@@ -77,6 +77,11 @@ struct OutputRows {
   float* y = nullptr;
   int64_t ldy = 0;
   const float* bias = nullptr;
+  // Table lookups of one row may cover only blocks [block_begin, block_end) (one K-chunk of
+  // layout 2 at a time, LutGemm::RunTables): each tile then starts from, and unless the range
+  // ends with the last block leaves its sum in, carry[t * 32 ..] instead of writing y.
+  int64_t block_begin = 0, block_end = -1;  // -1: every block
+  float* carry = nullptr;
 };
 
 // The int8 path (prefill): each activation row quantised to int8 per block, multiplied with

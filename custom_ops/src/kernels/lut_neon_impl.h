@@ -158,17 +158,17 @@ TMAC_ALWAYS_INLINE void Flush(const Accumulators<kBits, kDot>& acc, BlockSums* s
   }
 }
 
+// The block's n consecutive steps at `steps`; `tables`: their first step's tables.
 template <int kBits, bool kDot>
-TMAC_ALWAYS_INLINE void AccumulateBlock(const uint8_t* tile, const int8_t* tables, int64_t s_begin, int64_t s_end,
-                                        BlockSums* sum) {
+TMAC_ALWAYS_INLINE void AccumulateBlock(const uint8_t* steps, const int8_t* tables, int64_t n, BlockSums* sum) {
   constexpr int kStepBytes = kTileN * kBits;
   for (auto& c : sum->c) c = vdupq_n_s32(0);
-  for (int64_t w = s_begin; w < s_end; w += WindowSteps<kBits>()) {
+  for (int64_t w = 0; w < n; w += WindowSteps<kBits>()) {
     Accumulators<kBits, kDot> acc;
     for (auto& a : acc.pair) for (auto& b : a) for (auto& c : b) c = vdupq_n_s16(0);
     for (auto& a : acc.odd) for (auto& b : a) b = vdupq_n_s16(0);
-    const int64_t end = std::min(w + WindowSteps<kBits>(), s_end);
-    for (int64_t s = w; s < end; ++s) Step<kBits, kDot>(tile + s * kStepBytes, tables + s * 32, &acc, sum);
+    const int64_t end = std::min(w + WindowSteps<kBits>(), n);
+    for (int64_t s = w; s < end; ++s) Step<kBits, kDot>(steps + s * kStepBytes, tables + s * 32, &acc, sum);
     Flush<kBits, kDot>(acc, sum);
   }
 }
@@ -189,23 +189,30 @@ TMAC_ALWAYS_INLINE float32x4_t ZeroPointConstant(const uint8_t* nibbles, int j, 
   return vmulq_f32(scale, vsubq_f32(vdupq_n_f32(mid), vcvtq_f32_u32(z)));
 }
 
+// Tile t, row m, blocks [b_begin, b_end); `carry` (32 floats) holds y between calls over
+// consecutive block ranges (read unless b_begin is 0, written unless b_end is the last block,
+// where y goes to `out`).
 template <int kBits, bool kDot, Offsets kOffsets>
-void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m, const OutputRows& out) {
+void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m, int64_t b_begin,
+             int64_t b_end, float* carry, const OutputRows& out) {
   const Geometry& g = w.geo;
-  const uint8_t* tile = w.planes + t * g.tile_bytes();
   const int8_t* tables = act.tables + m * g.k_steps * 2 * kTableBytes;
   float32x4_t y[8];
-  for (auto& v : y) v = vdupq_n_f32(0.f);
+  for (int j = 0; j < 8; ++j) y[j] = b_begin == 0 ? vdupq_n_f32(0.f) : vld1q_f32(carry + 4 * j);
   const int64_t blocks_per_group = g.blocks_per_group();
-  int64_t group = 0, blocks_left_in_group = blocks_per_group;
-  for (int64_t b = 0; b < g.n_blocks; ++b) {
+  int64_t group = g.group_of_block(b_begin);  // then counted, no division in the loop
+  int64_t blocks_left_in_group = blocks_per_group - (b_begin - group * blocks_per_group);
+  GroupEntries entries(g, t, b_begin, group);
+  for (int64_t b = b_begin; b < b_end; ++b) {
     BlockSums sum;
-    AccumulateBlock<kBits, kDot>(tile, tables, b * g.block_steps(), std::min((b + 1) * g.block_steps(), g.k_steps), &sum);
-    const int64_t at = (t * g.n_groups + group) * kTileN;
+    const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
+    AccumulateBlock<kBits, kDot>(w.planes + g.step_offset(t, s0), tables + s0 * 2 * kTableBytes, s1 - s0, &sum);
+    const int64_t at = entries.Of(group) * kTileN;
     if (--blocks_left_in_group == 0) {
       ++group;
       blocks_left_in_group = blocks_per_group;
     }
+    entries.Next(group);
     const int64_t mb = m * g.n_blocks + b;
     const float half_scale = act.half_scale[mb], block_sum = act.block_sum[mb];
     for (int j = 0; j < 8; ++j) {
@@ -222,6 +229,10 @@ void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, i
       }
     }
   }
+  if (b_end < g.n_blocks) {
+    for (int j = 0; j < 8; ++j) vst1q_f32(carry + 4 * j, y[j]);
+    return;
+  }
   const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
   float tmp[kTileN];
   const float64x2_t row_scale = vdupq_n_f64(act.row_scale[m]);
@@ -235,11 +246,21 @@ void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, i
   for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
 }
 
+// One row may come as a block range (one K-chunk: LutGemm::RunTables); more rows go tile by
+// tile, each tile's blocks for every row.
 template <int kBits, bool kDot, Offsets kOffsets>
 void GemmTiles(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
                const OutputRows& out) {
+  const Geometry& g = w.geo;
+  if (act.rows == 1) {
+    const int64_t b_end = out.block_end < 0 ? g.n_blocks : out.block_end;
+    for (int64_t t = tile_begin; t < tile_end; ++t)
+      TileRow<kBits, kDot, kOffsets>(w, act, t, 0, out.block_begin, b_end, out.carry ? out.carry + t * kTileN : nullptr,
+                                     out);
+    return;
+  }
   for (int64_t t = tile_begin; t < tile_end; ++t)
-    for (int64_t m = 0; m < act.rows; ++m) TileRow<kBits, kDot, kOffsets>(w, act, t, m, out);
+    for (int64_t m = 0; m < act.rows; ++m) TileRow<kBits, kDot, kOffsets>(w, act, t, m, 0, g.n_blocks, nullptr, out);
 }
 
 template <bool kDot, Offsets kOffsets>

@@ -90,15 +90,20 @@ void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int6
   const SlotTable& slots = SlotsFor(g.bits);
   const int64_t step_bytes = g.step_bytes();
   for (int64_t t = tile_begin; t < tile_end; ++t) {
-    const uint8_t* tile = w.planes + t * g.tile_bytes();
     for (int64_t m = 0; m < act.rows; ++m) {
       const int8_t* tables = act.tables + m * g.k_steps * 2 * kTableBytes;
+      // one row may come as a block range, its sum so far in out.carry (OutputRows)
+      const int64_t b_begin = act.rows == 1 ? out.block_begin : 0;
+      const int64_t b_end = act.rows == 1 && out.block_end >= 0 ? out.block_end : g.n_blocks;
+      float* carry = out.carry ? out.carry + t * kTileN : nullptr;
       float y[kTileN] = {};
-      for (int64_t b = 0; b < g.n_blocks; ++b) {
+      if (b_begin > 0) std::copy(carry, carry + kTileN, y);
+      for (int64_t b = b_begin; b < b_end; ++b) {
         int32_t acc[kTileN] = {};
-        const int64_t s_end = std::min((b + 1) * g.block_steps(), g.k_steps);
-        for (int64_t s = b * g.block_steps(); s < s_end; ++s) {
-          const uint8_t* bytes = tile + s * step_bytes;
+        const int64_t s_begin = b * g.block_steps(), s_end = std::min(s_begin + g.block_steps(), g.k_steps);
+        const uint8_t* block = w.planes + g.step_offset(t, s_begin);  // a block's steps follow each other
+        for (int64_t s = s_begin; s < s_end; ++s) {
+          const uint8_t* bytes = block + (s - s_begin) * step_bytes;
           const int8_t* step_tables = tables + s * 2 * kTableBytes;
           for (int64_t i = 0; i < step_bytes; ++i) {
             const int8_t* table = step_tables + QuadInStep(int(i)) * kTableBytes;
@@ -107,13 +112,17 @@ void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int6
             acc[hi.channel] += int32_t(table[bytes[i] >> 4]) * (1 << hi.plane);
           }
         }
-        const int64_t at = (t * g.n_groups + g.group_of_block(b)) * kTileN;
+        const int64_t at = g.group_entry(t, g.group_of_block(b)) * kTileN;
         const float hs = act.half_scale[m * g.n_blocks + b];
         const float block_sum = act.block_sum[m * g.n_blocks + b];
         for (int c = 0; c < kTileN; ++c) {
           const float s = HalfToFloat(w.scale[at + c]);
           y[c] += float(acc[c]) * (s * hs) + ConstantTerm(w, at, c, s) * block_sum;
         }
+      }
+      if (b_end < g.n_blocks) {
+        std::copy(y, y + kTileN, carry);
+        continue;
       }
       for (int c = 0; c < kTileN && t * kTileN + c < g.N; ++c) {
         const int64_t n = t * kTileN + c;
