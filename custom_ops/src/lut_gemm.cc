@@ -1,12 +1,16 @@
 #include "lut_gemm.h"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <string>
-#include <vector>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "kernels/tables.h"
 
@@ -208,11 +212,12 @@ void LutGemm::Run(const float* a, int64_t rows, const float* bias, float* y,
     if (!row_finite[m]) AddNonFiniteTerms(a + m * g.K, y + m * g.N);
 }
 
-void LutGemm::ForTileChunks(const ParallelRunner& parallel, const std::function<void(int64_t, int64_t)>& tiles) const {
+void LutGemm::ForTileChunks(const ParallelRunner& parallel, const std::function<void(int64_t, int64_t)>& tiles,
+                            int64_t max_chunks) const {
   // Tiles are split into chunks; each chunk runs all rows so a tile's weights are read from
   // memory once and reused from cache for the following rows.
   const int64_t n_tiles = weights_.geo.n_tiles;
-  const int64_t chunks = std::min<int64_t>(n_tiles, 64);
+  const int64_t chunks = std::min<int64_t>(n_tiles, max_chunks);
   parallel(size_t(chunks), [&](size_t c) { tiles(n_tiles * int64_t(c) / chunks, n_tiles * int64_t(c + 1) / chunks); });
 }
 
@@ -256,16 +261,62 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
   // stay in L1, where tile by tile a 4096-wide row's 16 KB of tables was evicted by each
   // tile's weights.  Zen 4, one thread, 12-24 matrices streamed as decoding reads them, paired
   // with the same bytes as layout 1 (benchmarks/2026-11-28-zen4-session9/layout_pairs.cc):
-  // 1.15-1.35x the GB/s at K = 2560-14336, 1.0-1.04x at SmolLM2's K = 576 and 1536.  Each
-  // tile's sum so far waits in `carry`; a chunk's tiles are split between threads as usual.
-  thread_local std::vector<float> carry;
-  carry.resize(size_t(g.n_tiles) * kTileN);
-  OutputRows part = out;
-  part.carry = carry.data();
-  for (int64_t c = 0; c < g.n_chunks(); ++c) {
-    part.block_begin = c * g.chunk_blocks();
-    part.block_end = std::min(g.n_blocks, part.block_begin + g.chunk_blocks());
-    ForTileChunks(parallel, [&](int64_t begin, int64_t end) { kernel_.gemm_tiles(weights_, act, begin, end, part); });
+  // 1.15-1.35x the GB/s at K = 2560-14336, 1.0-1.04x at SmolLM2's K = 576 and 1536.
+  //
+  // The first chunk goes to the pool as usual, which shows how many threads take part.  On
+  // one (the pool runs the items in this thread) the other chunks follow in storage order.
+  // With more, the rest is cut into one piece of the storage order per thread: one sequential
+  // stream each (a tile's chunks may fall to several threads: each sums into its own carry,
+  // added at the end), where a barrier per chunk cost 5-13% on two threads and splitting the
+  // tiles instead left each thread's stream jumping at every chunk.
+  const int64_t n_chunks = g.n_chunks();
+  constexpr int64_t kMaxParts = 64;
+  thread_local std::vector<float> carry;  // each part's sums, n_tiles * 32 floats
+  const size_t part_floats = size_t(g.n_tiles) * kTileN;
+  auto run_chunks = [&](float* sums, int64_t c_begin, int64_t c_end, int64_t tile_begin, int64_t tile_end) {
+    OutputRows p = out;
+    p.carry = sums;
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      p.block_begin = c * g.chunk_blocks();
+      p.block_end = std::min(g.n_blocks, p.block_begin + g.chunk_blocks());
+      kernel_.gemm_tiles(weights_, act, tile_begin, tile_end, p);
+    }
+  };
+  carry.resize(part_floats);
+  float* first = carry.data();
+  std::array<std::thread::id, kMaxParts> who{};
+  std::atomic<size_t> items{0};
+  ForTileChunks(parallel, [&](int64_t begin, int64_t end) {
+    who[items.fetch_add(1)] = std::this_thread::get_id();
+    run_chunks(first, 0, 1, begin, end);
+  }, kMaxParts);
+  std::sort(who.begin(), who.begin() + items.load());
+  const int64_t threads = std::unique(who.begin(), who.begin() + items.load()) - who.begin();
+  const int64_t parts = std::max<int64_t>(1, std::min(threads, (n_chunks - 1) * g.n_tiles));
+  if (parts == 1) {
+    for (int64_t c = 1; c < n_chunks; ++c)
+      ForTileChunks(parallel, [&](int64_t begin, int64_t end) { run_chunks(first, c, c + 1, begin, end); });
+  } else {
+    carry.resize(part_floats * size_t(parts));  // part 0 goes on from the first chunk's sums
+    std::fill(carry.begin() + std::ptrdiff_t(part_floats), carry.end(), 0.f);
+    float* sums = carry.data();
+    // equal pieces of the storage order after the first chunk: units (chunk c, tile t)
+    const int64_t u_begin = g.n_tiles, u_count = (n_chunks - 1) * g.n_tiles;
+    parallel(size_t(parts), [&](size_t p) {
+      const int64_t u0 = u_begin + u_count * int64_t(p) / parts, u1 = u_begin + u_count * int64_t(p + 1) / parts;
+      for (int64_t u = u0; u < u1;) {
+        const int64_t c = u / g.n_tiles, t_end = std::min(g.n_tiles, u1 - c * g.n_tiles);
+        run_chunks(sums + p * part_floats, c, c + 1, u - c * g.n_tiles, t_end);
+        u = c * g.n_tiles + t_end;
+      }
+    });
+  }
+  // y = float(double(sum of the parts) * 2^R * 2^u) + bias, as the kernels finish a tile
+  const float* sums = carry.data();
+  for (int64_t n = 0; n < g.N; ++n) {
+    float y = sums[n];
+    for (int64_t p = 1; p < parts; ++p) y += sums[size_t(p) * part_floats + size_t(n)];
+    out.y[n] = float(double(y) * (act.row_scale[0] * weights_.channel_scale[size_t(n)])) + (out.bias ? out.bias[n] : 0.f);
   }
 }
 

@@ -211,11 +211,12 @@ inline __m256 CentredZeroPoint(const uint8_t* nibbles, int o, __m256 mid) {
 // step/2 - block_sum/2) and no constant is read or computed; kZeroPoints computes it from the
 // nibbles, kConstants loads it, once per block and 8 channels for all rows.
 //
-// `carry` (kRows x 32 floats) holds y between calls over consecutive block ranges: read
-// unless b_begin is 0, written unless b_end is the last block, where y goes to `out`.
+// With `carry` (kRows x 32 floats), y starts from it (unless b_begin is 0) and is left in it
+// instead of going to `out` (OutputRows).
+// `blocks`: the cursor at b_begin (the same for every tile).
 template <int kBits, int kRows, Offsets kOffsets>
 void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m0, int64_t b_begin,
-              int64_t b_end, float* carry, const OutputRows& out) {
+              int64_t b_end, GroupCursor blocks, float* carry, const OutputRows& out) {
   const Geometry& g = w.geo;
   const int64_t table_row = g.k_steps * 2 * kTableBytes;
   const int8_t* tables[kRows];
@@ -223,22 +224,17 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
   __m256 y[kRows][4];
   for (int r = 0; r < kRows; ++r)
     for (int o = 0; o < 4; ++o) y[r][o] = b_begin == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(carry + 32 * r + 8 * o);
-  const int64_t blocks_per_group = g.blocks_per_group();
-  int64_t group = g.group_of_block(b_begin);  // then counted, no division in the loop
-  int64_t blocks_left_in_group = blocks_per_group - (b_begin - group * blocks_per_group);
-  GroupEntries entries(g, t, b_begin, group);
+  const uint8_t* steps = nullptr;  // the block's steps: found at each chunk's start, then stepped
   for (int64_t b = b_begin; b < b_end; ++b) {
     __m256i sum[kRows][4];
     const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
+    if (b == b_begin || blocks.ChunkStart()) steps = w.planes + g.step_offset(t, s0);
     const int8_t* block_tables[kRows];
     for (int r = 0; r < kRows; ++r) block_tables[r] = tables[r] + s0 * 2 * kTableBytes;
-    AccumulateBlock<kBits, kRows>(w.planes + g.step_offset(t, s0), block_tables, s1 - s0, sum);
-    const int64_t at = entries.Of(group) * kTileN;
-    if (--blocks_left_in_group == 0) {
-      ++group;
-      blocks_left_in_group = blocks_per_group;
-    }
-    entries.Next(group);
+    AccumulateBlock<kBits, kRows>(steps, block_tables, s1 - s0, sum);
+    steps += (s1 - s0) * g.step_bytes();
+    const int64_t at = blocks.Entry(t) * kTileN;
+    blocks.NextBlock();
     for (int o = 0; o < 4; ++o) {
       const __m256 scale = LoadHalf8(&w.scale[at + 8 * o]);
       __m256 constant = _mm256_setzero_ps(), centred_zero_point = _mm256_setzero_ps();
@@ -268,7 +264,7 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
       }
     }
   }
-  if (b_end < g.n_blocks) {
+  if (carry) {
     for (int r = 0; r < kRows; ++r)
       for (int o = 0; o < 4; ++o) _mm256_storeu_ps(carry + 32 * r + 8 * o, y[r][o]);
     return;
@@ -289,12 +285,13 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
 template <int kBits, Offsets kOffsets>
 void GemmTilesAvx2(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
                    int64_t tile_end, const OutputRows& out) {
-  if (act.rows == 1) {  // (out may hold a block range: LutGemm::RunTables)
-    const int64_t b_end = out.block_end < 0 ? w.geo.n_blocks : out.block_end;
+  if (out.carry) {  // one row, some blocks (LutGemm::RunTables)
+    const GroupCursor blocks(w.geo, out.block_begin);
     for (int64_t t = tile_begin; t < tile_end; ++t)
-      TileRows<kBits, 1, kOffsets>(w, act, t, 0, out.block_begin, b_end, out.carry ? out.carry + t * kTileN : nullptr, out);
+      TileRows<kBits, 1, kOffsets>(w, act, t, 0, out.block_begin, out.block_end, blocks, out.carry + t * kTileN, out);
     return;
   }
+  const GroupCursor blocks(w.geo, 0);
   constexpr int64_t kTableBudget = 256 * 1024;
   const int64_t table_row_bytes = w.geo.k_steps * 2 * kTableBytes;
   const int64_t block_rows = std::max<int64_t>(2, kTableBudget / table_row_bytes) & ~int64_t(1);
@@ -302,8 +299,8 @@ void GemmTilesAvx2(const PreparedWeights& w, const ActivationTables& act, int64_
     const int64_t m_end = std::min(act.rows, m_begin + block_rows);
     for (int64_t t = tile_begin; t < tile_end; ++t) {
       int64_t m = m_begin;
-      for (; m + 2 <= m_end; m += 2) TileRows<kBits, 2, kOffsets>(w, act, t, m, 0, w.geo.n_blocks, nullptr, out);
-      if (m < m_end) TileRows<kBits, 1, kOffsets>(w, act, t, m, 0, w.geo.n_blocks, nullptr, out);
+      for (; m + 2 <= m_end; m += 2) TileRows<kBits, 2, kOffsets>(w, act, t, m, 0, w.geo.n_blocks, blocks, nullptr, out);
+      if (m < m_end) TileRows<kBits, 1, kOffsets>(w, act, t, m, 0, w.geo.n_blocks, blocks, nullptr, out);
     }
   }
 }

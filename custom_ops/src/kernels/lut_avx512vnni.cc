@@ -340,11 +340,10 @@ void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_b
   alignas(64) uint8_t decoded[kMaxBlockK / kQuadK * kQuadBytes];  // one block of a tile: <= 8 KB
   thread_local AlignedScratch scratch;
   float* ybuf = scratch.Get(size_t(act.rows) * kTileN);  // y' of every row for one tile
-  const int64_t blocks_per_group = g.blocks_per_group();
+  const GroupCursor first_block(g, 0);
   for (int64_t t = tile_begin; t < tile_end; ++t) {
     std::fill(ybuf, ybuf + act.rows * kTileN, 0.f);
-    int64_t group = 0, blocks_left_in_group = blocks_per_group;
-    GroupEntries entries(g, t, 0, 0);
+    GroupCursor blocks = first_block;
     for (int64_t b = 0; b < g.n_blocks; ++b) {
       const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
       DecodeSteps<kBits>(plan, w.planes + g.step_offset(t, s0), s1 - s0, decoded);
@@ -358,18 +357,14 @@ void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_b
         for (int64_t i = 0; i < (s1 - s0) * g.step_bytes(); i += 64) _mm_prefetch(next + i, _MM_HINT_T0);
       }
       BlockWeights bw;
-      const int64_t at = entries.Of(group) * kTileN;
+      const int64_t at = blocks.Entry(t) * kTileN;
       for (int h = 0; h < 2; ++h) {
         bw.scale[h] = ToDecodedOrder(
             _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.scale[at + 16 * h]))));
         bw.offset[h] = _mm512_setzero_ps();
         if (!kSymmetric) bw.offset[h] = CentredOffset<kBits>(w, at, h, bw.scale[h]);
       }
-      if (--blocks_left_in_group == 0) {
-        ++group;
-        blocks_left_in_group = blocks_per_group;
-      }
-      entries.Next(group);
+      blocks.NextBlock();
       for (int64_t m0 = 0; m0 < act.rows; m0 += kRowBlock)
         RowsOfBlockDispatch<kBits, kSymmetric>(int(std::min<int64_t>(kRowBlock, act.rows - m0)), decoded, 2 * (s1 - s0),
                                                act, m0, s0 * kStepK, b, g.n_blocks, bw, ybuf);

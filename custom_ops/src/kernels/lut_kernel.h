@@ -77,10 +77,10 @@ struct OutputRows {
   float* y = nullptr;
   int64_t ldy = 0;
   const float* bias = nullptr;
-  // Table lookups of one row may cover only blocks [block_begin, block_end) (one K-chunk of
-  // layout 2 at a time, LutGemm::RunTables): each tile then starts from, and unless the range
-  // ends with the last block leaves its sum in, carry[t * 32 ..] instead of writing y.
-  int64_t block_begin = 0, block_end = -1;  // -1: every block
+  // With `carry`, table lookups of one row cover only blocks [block_begin, block_end) (some
+  // K-chunks of layout 2, LutGemm::RunTables): each tile's sum starts from carry[t * 32 ..]
+  // (from 0 where block_begin is 0) and is left there in the kernel's units, y untouched.
+  int64_t block_begin = 0, block_end = 0;
   float* carry = nullptr;
 };
 

@@ -189,30 +189,24 @@ TMAC_ALWAYS_INLINE float32x4_t ZeroPointConstant(const uint8_t* nibbles, int j, 
   return vmulq_f32(scale, vsubq_f32(vdupq_n_f32(mid), vcvtq_f32_u32(z)));
 }
 
-// Tile t, row m, blocks [b_begin, b_end); `carry` (32 floats) holds y between calls over
-// consecutive block ranges (read unless b_begin is 0, written unless b_end is the last block,
-// where y goes to `out`).
+// Tile t, row m, blocks [b_begin, b_end); with `carry` (32 floats), y starts from it (unless
+// b_begin is 0) and is left in it instead of going to `out` (OutputRows).
 template <int kBits, bool kDot, Offsets kOffsets>
 void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m, int64_t b_begin,
-             int64_t b_end, float* carry, const OutputRows& out) {
+             int64_t b_end, GroupCursor blocks, float* carry, const OutputRows& out) {
   const Geometry& g = w.geo;
   const int8_t* tables = act.tables + m * g.k_steps * 2 * kTableBytes;
   float32x4_t y[8];
   for (int j = 0; j < 8; ++j) y[j] = b_begin == 0 ? vdupq_n_f32(0.f) : vld1q_f32(carry + 4 * j);
-  const int64_t blocks_per_group = g.blocks_per_group();
-  int64_t group = g.group_of_block(b_begin);  // then counted, no division in the loop
-  int64_t blocks_left_in_group = blocks_per_group - (b_begin - group * blocks_per_group);
-  GroupEntries entries(g, t, b_begin, group);
+  const uint8_t* steps = nullptr;  // the block's steps: found at each chunk's start, then stepped
   for (int64_t b = b_begin; b < b_end; ++b) {
     BlockSums sum;
     const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
-    AccumulateBlock<kBits, kDot>(w.planes + g.step_offset(t, s0), tables + s0 * 2 * kTableBytes, s1 - s0, &sum);
-    const int64_t at = entries.Of(group) * kTileN;
-    if (--blocks_left_in_group == 0) {
-      ++group;
-      blocks_left_in_group = blocks_per_group;
-    }
-    entries.Next(group);
+    if (b == b_begin || blocks.ChunkStart()) steps = w.planes + g.step_offset(t, s0);
+    AccumulateBlock<kBits, kDot>(steps, tables + s0 * 2 * kTableBytes, s1 - s0, &sum);
+    steps += (s1 - s0) * g.step_bytes();
+    const int64_t at = blocks.Entry(t) * kTileN;
+    blocks.NextBlock();
     const int64_t mb = m * g.n_blocks + b;
     const float half_scale = act.half_scale[mb], block_sum = act.block_sum[mb];
     for (int j = 0; j < 8; ++j) {
@@ -229,7 +223,7 @@ void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, i
       }
     }
   }
-  if (b_end < g.n_blocks) {
+  if (carry) {
     for (int j = 0; j < 8; ++j) vst1q_f32(carry + 4 * j, y[j]);
     return;
   }
@@ -246,21 +240,22 @@ void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, i
   for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
 }
 
-// One row may come as a block range (one K-chunk: LutGemm::RunTables); more rows go tile by
-// tile, each tile's blocks for every row.
+// One row may come as a block range with a carry (LutGemm::RunTables); otherwise each tile
+// takes all its blocks for every row.
 template <int kBits, bool kDot, Offsets kOffsets>
 void GemmTiles(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
                const OutputRows& out) {
   const Geometry& g = w.geo;
-  if (act.rows == 1) {
-    const int64_t b_end = out.block_end < 0 ? g.n_blocks : out.block_end;
+  if (out.carry) {
+    const GroupCursor blocks(g, out.block_begin);
     for (int64_t t = tile_begin; t < tile_end; ++t)
-      TileRow<kBits, kDot, kOffsets>(w, act, t, 0, out.block_begin, b_end, out.carry ? out.carry + t * kTileN : nullptr,
-                                     out);
+      TileRow<kBits, kDot, kOffsets>(w, act, t, 0, out.block_begin, out.block_end, blocks, out.carry + t * kTileN, out);
     return;
   }
+  const GroupCursor blocks(g, 0);
   for (int64_t t = tile_begin; t < tile_end; ++t)
-    for (int64_t m = 0; m < act.rows; ++m) TileRow<kBits, kDot, kOffsets>(w, act, t, m, 0, g.n_blocks, nullptr, out);
+    for (int64_t m = 0; m < act.rows; ++m)
+      TileRow<kBits, kDot, kOffsets>(w, act, t, m, 0, g.n_blocks, blocks, nullptr, out);
 }
 
 template <bool kDot, Offsets kOffsets>

@@ -92,10 +92,9 @@ void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int6
   for (int64_t t = tile_begin; t < tile_end; ++t) {
     for (int64_t m = 0; m < act.rows; ++m) {
       const int8_t* tables = act.tables + m * g.k_steps * 2 * kTableBytes;
-      // one row may come as a block range, its sum so far in out.carry (OutputRows)
-      const int64_t b_begin = act.rows == 1 ? out.block_begin : 0;
-      const int64_t b_end = act.rows == 1 && out.block_end >= 0 ? out.block_end : g.n_blocks;
+      // one row may come as a block range with its sum in out.carry (OutputRows)
       float* carry = out.carry ? out.carry + t * kTileN : nullptr;
+      const int64_t b_begin = carry ? out.block_begin : 0, b_end = carry ? out.block_end : g.n_blocks;
       float y[kTileN] = {};
       if (b_begin > 0) std::copy(carry, carry + kTileN, y);
       for (int64_t b = b_begin; b < b_end; ++b) {
@@ -120,7 +119,7 @@ void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int6
           y[c] += float(acc[c]) * (s * hs) + ConstantTerm(w, at, c, s) * block_sum;
         }
       }
-      if (b_end < g.n_blocks) {
+      if (carry) {
         std::copy(y, y + kTileN, carry);
         continue;
       }
