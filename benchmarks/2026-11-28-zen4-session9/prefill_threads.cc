@@ -57,18 +57,20 @@ int main(int argc, char** argv) {
   std::atomic<const std::function<void(size_t)>*> job{nullptr};
   std::atomic<size_t> next{0}, done{0}, total{0};
   std::atomic<bool> stop{false};
+  std::atomic<int> active{0};
   std::atomic<size_t> helper_items{0}; std::atomic<long> helper_ns{0}, main_ns{0};
   auto work = [&](const std::function<void(size_t)>* body) {
     for (size_t i; (i = next.fetch_add(1)) < total.load();) { auto q0 = std::chrono::steady_clock::now(); (*body)(i); main_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - q0).count(); done.fetch_add(1); }
   };
   std::thread helper;
-  if (threads > 1) helper = std::thread([&] { while (!stop.load()) { auto* b = job.load(); if (b) { for (size_t i; (i = next.fetch_add(1)) < total.load();) { auto q0 = std::chrono::steady_clock::now(); (*b)(i); helper_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - q0).count(); done.fetch_add(1); helper_items.fetch_add(1); } } } });
+  if (threads > 1) helper = std::thread([&] { while (!stop.load()) { active.fetch_add(1); auto* b = job.load(); if (b) { for (size_t i; (i = next.fetch_add(1)) < total.load();) { auto q0 = std::chrono::steady_clock::now(); (*b)(i); helper_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - q0).count(); done.fetch_add(1); helper_items.fetch_add(1); } } active.fetch_sub(1); } });
   auto serial = [&](size_t c, const std::function<void(size_t)>& body) {
     if (threads == 1) { for (size_t i = 0; i < c; ++i) body(i); return; }
     done = 0; next = 0; total = c; job = &body;
     work(&body);
     while (done.load() < c) {}
     job = nullptr;
+    while (active.load() > 0) {}  // the body lives until the helper has left it
   };
   const double bytes = double(plane_bytes + N * geo.n_groups * (2 + (zp ? 0.5 : 0))) * L;
   double best = 1e9;
