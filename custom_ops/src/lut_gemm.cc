@@ -273,9 +273,11 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
   constexpr int64_t kMaxParts = 64;
   thread_local std::vector<float> carry;  // each part's sums, n_tiles * 32 floats
   const size_t part_floats = size_t(g.n_tiles) * kTileN;
+  bool split = false;  // several threads: every part's sums stay in its carry (y not given)
   auto run_chunks = [&](float* sums, int64_t c_begin, int64_t c_end, int64_t tile_begin, int64_t tile_end) {
     OutputRows p = out;
     p.carry = sums;
+    if (split) p.y = nullptr;
     for (int64_t c = c_begin; c < c_end; ++c) {
       p.block_begin = c * g.chunk_blocks();
       p.block_end = std::min(g.n_blocks, p.block_begin + g.chunk_blocks());
@@ -293,26 +295,25 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
   std::sort(who.begin(), who.begin() + items.load());
   const int64_t threads = std::unique(who.begin(), who.begin() + items.load()) - who.begin();
   const int64_t parts = std::max<int64_t>(1, std::min(threads, (n_chunks - 1) * g.n_tiles));
-  if (parts == 1) {
-    for (int64_t c = 1; c < n_chunks; ++c)
-      ForTileChunks(parallel, [&](int64_t begin, int64_t end) { run_chunks(first, c, c + 1, begin, end); });
-  } else {
-    carry.resize(part_floats * size_t(parts));  // part 0 goes on from the first chunk's sums
-    std::fill(carry.begin() + std::ptrdiff_t(part_floats), carry.end(), 0.f);
-    float* sums = carry.data();
-    // equal pieces of the storage order after the first chunk: units (chunk c, tile t)
-    const int64_t u_begin = g.n_tiles, u_count = (n_chunks - 1) * g.n_tiles;
-    parallel(size_t(parts), [&](size_t p) {
-      const int64_t u0 = u_begin + u_count * int64_t(p) / parts, u1 = u_begin + u_count * int64_t(p + 1) / parts;
-      for (int64_t u = u0; u < u1;) {
-        const int64_t c = u / g.n_tiles, t_end = std::min(g.n_tiles, u1 - c * g.n_tiles);
-        run_chunks(sums + p * part_floats, c, c + 1, u - c * g.n_tiles, t_end);
-        u = c * g.n_tiles + t_end;
-      }
-    });
+  if (parts == 1) {  // here, in one call per chunk (the last chunk writes y)
+    run_chunks(first, 1, n_chunks, 0, g.n_tiles);
+    return;
   }
+  split = true;
+  carry.resize(part_floats * size_t(parts));  // part 0 goes on from the first chunk's sums
+  std::fill(carry.begin() + std::ptrdiff_t(part_floats), carry.end(), 0.f);
+  float* sums = carry.data();
+  // equal pieces of the storage order after the first chunk: units (chunk c, tile t)
+  const int64_t u_begin = g.n_tiles, u_count = (n_chunks - 1) * g.n_tiles;
+  parallel(size_t(parts), [&](size_t p) {
+    const int64_t u0 = u_begin + u_count * int64_t(p) / parts, u1 = u_begin + u_count * int64_t(p + 1) / parts;
+    for (int64_t u = u0; u < u1;) {
+      const int64_t c = u / g.n_tiles, t_end = std::min(g.n_tiles, u1 - c * g.n_tiles);
+      run_chunks(sums + p * part_floats, c, c + 1, u - c * g.n_tiles, t_end);
+      u = c * g.n_tiles + t_end;
+    }
+  });
   // y = float(double(sum of the parts) * 2^R * 2^u) + bias, as the kernels finish a tile
-  const float* sums = carry.data();
   for (int64_t n = 0; n < g.N; ++n) {
     float y = sums[n];
     for (int64_t p = 1; p < parts; ++p) y += sums[size_t(p) * part_floats + size_t(n)];

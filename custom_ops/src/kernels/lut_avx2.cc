@@ -216,7 +216,7 @@ inline __m256 CentredZeroPoint(const uint8_t* nibbles, int o, __m256 mid) {
 // `blocks`: the cursor at b_begin (the same for every tile).
 template <int kBits, int kRows, Offsets kOffsets>
 void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m0, int64_t b_begin,
-              int64_t b_end, GroupCursor blocks, float* carry, const OutputRows& out) {
+              int64_t b_end, GroupCursor blocks, const uint8_t* first_steps, float* carry, const OutputRows& out) {
   const Geometry& g = w.geo;
   const int64_t table_row = g.k_steps * 2 * kTableBytes;
   const int8_t* tables[kRows];
@@ -228,7 +228,8 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
   for (int64_t b = b_begin; b < b_end; ++b) {
     __m256i sum[kRows][4];
     const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
-    if (b == b_begin || blocks.ChunkStart()) steps = w.planes + g.step_offset(t, s0);
+    if (b == b_begin) steps = first_steps;
+    else if (blocks.ChunkStart()) steps = w.planes + g.step_offset(t, s0);
     const int8_t* block_tables[kRows];
     for (int r = 0; r < kRows; ++r) block_tables[r] = tables[r] + s0 * 2 * kTableBytes;
     AccumulateBlock<kBits, kRows>(steps, block_tables, s1 - s0, sum);
@@ -264,7 +265,7 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
       }
     }
   }
-  if (carry) {
+  if (carry && (b_end < g.n_blocks || !out.y)) {  // (out.y null: the sum stays in carry)
     for (int r = 0; r < kRows; ++r)
       for (int o = 0; o < 4; ++o) _mm256_storeu_ps(carry + 32 * r + 8 * o, y[r][o]);
     return;
@@ -287,11 +288,14 @@ void GemmTilesAvx2(const PreparedWeights& w, const ActivationTables& act, int64_
                    int64_t tile_end, const OutputRows& out) {
   if (out.carry) {  // one row, some blocks (LutGemm::RunTables)
     const GroupCursor blocks(w.geo, out.block_begin);
+    const StepOfTiles first(w.geo, out.block_begin * w.geo.block_steps());
     for (int64_t t = tile_begin; t < tile_end; ++t)
-      TileRows<kBits, 1, kOffsets>(w, act, t, 0, out.block_begin, out.block_end, blocks, out.carry + t * kTileN, out);
+      TileRows<kBits, 1, kOffsets>(w, act, t, 0, out.block_begin, out.block_end, blocks, first.In(w.planes, t),
+                                   out.carry + t * kTileN, out);
     return;
   }
   const GroupCursor blocks(w.geo, 0);
+  const StepOfTiles first(w.geo, 0);
   constexpr int64_t kTableBudget = 256 * 1024;
   const int64_t table_row_bytes = w.geo.k_steps * 2 * kTableBytes;
   const int64_t block_rows = std::max<int64_t>(2, kTableBudget / table_row_bytes) & ~int64_t(1);
@@ -299,8 +303,10 @@ void GemmTilesAvx2(const PreparedWeights& w, const ActivationTables& act, int64_
     const int64_t m_end = std::min(act.rows, m_begin + block_rows);
     for (int64_t t = tile_begin; t < tile_end; ++t) {
       int64_t m = m_begin;
-      for (; m + 2 <= m_end; m += 2) TileRows<kBits, 2, kOffsets>(w, act, t, m, 0, w.geo.n_blocks, blocks, nullptr, out);
-      if (m < m_end) TileRows<kBits, 1, kOffsets>(w, act, t, m, 0, w.geo.n_blocks, blocks, nullptr, out);
+      const uint8_t* steps = first.In(w.planes, t);
+      for (; m + 2 <= m_end; m += 2)
+        TileRows<kBits, 2, kOffsets>(w, act, t, m, 0, w.geo.n_blocks, blocks, steps, nullptr, out);
+      if (m < m_end) TileRows<kBits, 1, kOffsets>(w, act, t, m, 0, w.geo.n_blocks, blocks, steps, nullptr, out);
     }
   }
 }

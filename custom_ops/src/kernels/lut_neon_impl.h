@@ -193,7 +193,7 @@ TMAC_ALWAYS_INLINE float32x4_t ZeroPointConstant(const uint8_t* nibbles, int j, 
 // b_begin is 0) and is left in it instead of going to `out` (OutputRows).
 template <int kBits, bool kDot, Offsets kOffsets>
 void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m, int64_t b_begin,
-             int64_t b_end, GroupCursor blocks, float* carry, const OutputRows& out) {
+             int64_t b_end, GroupCursor blocks, const uint8_t* first_steps, float* carry, const OutputRows& out) {
   const Geometry& g = w.geo;
   const int8_t* tables = act.tables + m * g.k_steps * 2 * kTableBytes;
   float32x4_t y[8];
@@ -202,7 +202,8 @@ void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, i
   for (int64_t b = b_begin; b < b_end; ++b) {
     BlockSums sum;
     const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
-    if (b == b_begin || blocks.ChunkStart()) steps = w.planes + g.step_offset(t, s0);
+    if (b == b_begin) steps = first_steps;
+    else if (blocks.ChunkStart()) steps = w.planes + g.step_offset(t, s0);
     AccumulateBlock<kBits, kDot>(steps, tables + s0 * 2 * kTableBytes, s1 - s0, &sum);
     steps += (s1 - s0) * g.step_bytes();
     const int64_t at = blocks.Entry(t) * kTileN;
@@ -223,7 +224,7 @@ void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, i
       }
     }
   }
-  if (carry) {
+  if (carry && (b_end < g.n_blocks || !out.y)) {  // (out.y null: the sum stays in carry)
     for (int j = 0; j < 8; ++j) vst1q_f32(carry + 4 * j, y[j]);
     return;
   }
@@ -248,14 +249,17 @@ void GemmTiles(const PreparedWeights& w, const ActivationTables& act, int64_t ti
   const Geometry& g = w.geo;
   if (out.carry) {
     const GroupCursor blocks(g, out.block_begin);
+    const StepOfTiles first(g, out.block_begin * g.block_steps());
     for (int64_t t = tile_begin; t < tile_end; ++t)
-      TileRow<kBits, kDot, kOffsets>(w, act, t, 0, out.block_begin, out.block_end, blocks, out.carry + t * kTileN, out);
+      TileRow<kBits, kDot, kOffsets>(w, act, t, 0, out.block_begin, out.block_end, blocks, first.In(w.planes, t),
+                                     out.carry + t * kTileN, out);
     return;
   }
   const GroupCursor blocks(g, 0);
+  const StepOfTiles first(g, 0);
   for (int64_t t = tile_begin; t < tile_end; ++t)
     for (int64_t m = 0; m < act.rows; ++m)
-      TileRow<kBits, kDot, kOffsets>(w, act, t, m, 0, g.n_blocks, blocks, nullptr, out);
+      TileRow<kBits, kDot, kOffsets>(w, act, t, m, 0, g.n_blocks, blocks, first.In(w.planes, t), nullptr, out);
 }
 
 template <bool kDot, Offsets kOffsets>

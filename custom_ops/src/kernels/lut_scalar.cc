@@ -119,7 +119,7 @@ void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int6
           y[c] += float(acc[c]) * (s * hs) + ConstantTerm(w, at, c, s) * block_sum;
         }
       }
-      if (carry) {
+      if (carry && (b_end < g.n_blocks || !out.y)) {  // (out.y null: the sum stays in carry)
         std::copy(y, y + kTileN, carry);
         continue;
       }
