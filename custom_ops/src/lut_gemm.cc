@@ -25,6 +25,9 @@ namespace tmac {
 
 namespace {
 
+// Items ForTileChunks splits the tiles into (a range each): enough for the pool to balance.
+constexpr int64_t kMaxTileChunks = 64;
+
 // Backs the packed planes with 2 MB pages where Linux allows it (MADV_COLLAPSE, Linux 6.1+;
 // THP is usually "madvise" only, so weights in anonymous memory sit on 4 KB pages).  Cold
 // GEMVs stream weights from DRAM and, on 4 KB pages, take a page walk every 4 KB.  Zen 4,
@@ -212,12 +215,11 @@ void LutGemm::Run(const float* a, int64_t rows, const float* bias, float* y,
     if (!row_finite[m]) AddNonFiniteTerms(a + m * g.K, y + m * g.N);
 }
 
-void LutGemm::ForTileChunks(const ParallelRunner& parallel, const std::function<void(int64_t, int64_t)>& tiles,
-                            int64_t max_chunks) const {
+void LutGemm::ForTileChunks(const ParallelRunner& parallel, const std::function<void(int64_t, int64_t)>& tiles) const {
   // Tiles are split into chunks; each chunk runs all rows so a tile's weights are read from
   // memory once and reused from cache for the following rows.
   const int64_t n_tiles = weights_.geo.n_tiles;
-  const int64_t chunks = std::min<int64_t>(n_tiles, max_chunks);
+  const int64_t chunks = std::min<int64_t>(n_tiles, kMaxTileChunks);
   parallel(size_t(chunks), [&](size_t c) { tiles(n_tiles * int64_t(c) / chunks, n_tiles * int64_t(c + 1) / chunks); });
 }
 
@@ -270,7 +272,6 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
   // added at the end), where a barrier per chunk cost 5-13% on two threads and splitting the
   // tiles instead left each thread's stream jumping at every chunk.
   const int64_t n_chunks = g.n_chunks();
-  constexpr int64_t kMaxParts = 64;
   thread_local std::vector<float> carry;  // each part's sums, n_tiles * 32 floats
   const size_t part_floats = size_t(g.n_tiles) * kTileN;
   bool split = false;  // several threads: every part's sums stay in its carry (y not given)
@@ -286,12 +287,12 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
   };
   carry.resize(part_floats);
   float* first = carry.data();
-  std::array<std::thread::id, kMaxParts> who{};
+  std::array<std::thread::id, kMaxTileChunks> who{};  // the thread of each of ForTileChunks' items
   std::atomic<size_t> items{0};
   ForTileChunks(parallel, [&](int64_t begin, int64_t end) {
     who[items.fetch_add(1)] = std::this_thread::get_id();
     run_chunks(first, 0, 1, begin, end);
-  }, kMaxParts);
+  });
   std::sort(who.begin(), who.begin() + items.load());
   const int64_t threads = std::unique(who.begin(), who.begin() + items.load()) - who.begin();
   const int64_t parts = std::max<int64_t>(1, std::min(threads, (n_chunks - 1) * g.n_tiles));

@@ -55,8 +55,7 @@ class LutGemm {
   void RunTables(const float* a, int64_t rows, char* finite, const OutputRows& out, const ParallelRunner& parallel) const;
   void RunInt8(const float* a, int64_t rows, char* finite, const OutputRows& out, const ParallelRunner& parallel) const;
   // Runs tiles(begin, end) over the tiles in chunks, in parallel.
-  void ForTileChunks(const ParallelRunner& parallel, const std::function<void(int64_t, int64_t)>& tiles,
-                     int64_t max_chunks = 64) const;
+  void ForTileChunks(const ParallelRunner& parallel, const std::function<void(int64_t, int64_t)>& tiles) const;
 
   // w[n, k] in fp32 as MatMulNBits dequantises it: s * (q - z) or s * q + o.
   float Dequantized(int64_t n, int64_t k) const;

@@ -92,7 +92,6 @@ class GroupCursor {
         blocks_left_in_chunk_(g.chunk_blocks() - b % g.chunk_blocks()) {
     Locate();
   }
-  int64_t group() const { return group_; }
   bool ChunkStart() const { return blocks_left_in_chunk_ == g_->chunk_blocks(); }
   int64_t Entry(int64_t t) const { return base_ + t * stride_ + group_; }
   void NextBlock() {
