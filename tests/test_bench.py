@@ -55,6 +55,46 @@ def test_cold_table_says_how_it_was_timed(tmp_path):
     assert "cold: caches emptied" in (tmp_path / "bench.md").read_text()
 
 
+def test_stream_mode_runs_each_call_on_the_next_copy_of_the_weights():
+    """--stream: every contender holds copies of its weights adding up to the bytes asked for,
+    and every timed call runs the next copy."""
+    import numpy as np
+
+    from tmac_ort import bench
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((128, 256)) * 0.02).astype(np.float32)
+    cs = bench.contenders(w, 2, 32, 1, stream_bytes=40_000)
+    for c in cs:
+        assert len(c.sessions) == -(-40_000 // c.weight_bytes)
+        assert (len(c.sessions) - 1) * c.weight_bytes < 40_000 <= len(c.sessions) * c.weight_bytes
+    assert len(cs[0].sessions) == 4  # 128 x 256 at 2 bits (8192 bytes) + an fp16 scale per 32 (2048)
+    runs = []
+
+    class Counted:
+        def __init__(self, session):
+            self.session = session
+
+        def run(self, *args):
+            runs.append(self)
+            return self.session.run(*args)
+
+    lut = cs[0]
+    lut.sessions = [Counted(s) for s in lut.sessions]
+    a = rng.standard_normal((1, 256)).astype(np.float32)
+    bench.time_interleaved([lut], a, 3, 50, stream=True)
+    assert runs == lut.sessions * 4  # the first runs, then one per copy in each of 3 rounds
+    for s in lut.sessions[1:]:  # the copies compute the same product
+        np.testing.assert_array_equal(s.run(None, {"A": a})[0], lut.sessions[0].run(None, {"A": a})[0])
+
+
+def test_stream_table_says_how_it_was_timed(tmp_path):
+    assert cli.main(["bench", "--shapes", "256x128", "--m", "1", "--bits", "2", "--threads", "1",
+                     "--rounds", "1", "--stream", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "bench.md").read_text()
+    assert "stream: each call on the next of several copies" in table and "ratio at the read bandwidth" in table
+
+
 def test_zero_point_contenders_share_asymmetric_weights():
     """--zero-points: LutGemm and ORT get the same asymmetric weights, and agree on them."""
     import numpy as np

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .contenders import contenders, group_dividing, llama_cpp_tq2_0_ms, ternary_contenders
-from .harness import CacheEvictor, read_bandwidth_gbs, time_interleaved
+from .harness import CacheEvictor, beyond_cache_bytes, read_bandwidth_gbs, time_interleaved
 from .report import write_outputs
 
 SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096), (576, 1536), (1536, 576), (576, 49152)]  # K x N
@@ -42,21 +42,26 @@ def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None, kernels
         print(f"  {name:22s} {ms:.3f} ms   LutGemm / this {lut / ms:.2f}")
 
 
+TIMINGS = ("warm", "cold", "stream")
+
+
 def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, bandwidth: dict,
-        other_libraries=(), cold: bool = False, kernels: tuple[str, ...] = (), zero_points: bool = False):
-    """`bandwidth`: measured read GB/s per thread count."""
+        other_libraries=(), timing: str = "warm", kernels: tuple[str, ...] = (), zero_points: bool = False):
+    """`bandwidth`: measured read GB/s per thread count; `timing`: one of TIMINGS (the options
+    --cold and --stream)."""
     rng = np.random.default_rng(0)
-    evict = CacheEvictor() if cold else None
+    evict = CacheEvictor() if timing == "cold" else None
+    stream_bytes = beyond_cache_bytes() if timing == "stream" else 0
     rows = []
     for K, N in shapes:
         w = (rng.standard_normal((N, K)) * 0.02).astype(np.float32)
         group = group_dividing(K, group_size)
         for threads in threads_list:
             for bits in bits_list:
-                cs = contenders(w, bits, group, threads, other_libraries, kernels, zero_points)
+                cs = contenders(w, bits, group, threads, other_libraries, kernels, zero_points, stream_bytes)
                 for M in ms:
                     a = rng.standard_normal((M, K)).astype(np.float32)
-                    times = time_interleaved(cs, a, rounds, 50, evict)
+                    times = time_interleaved(cs, a, rounds, 50, evict, stream=bool(stream_bytes))
                     lut_time = times[0]
                     ort_quant = [t for c, t in zip(cs, times) if c.name.startswith("MatMulNBits")]
                     best_ort = min(ort_quant)
@@ -67,11 +72,13 @@ def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, 
                             "weight_gbs": c.weight_bytes / t / 1e9,
                             "bw_share": c.weight_bytes / t / 1e9 / bandwidth[threads],
                             "ratio_lut_vs_best_ort": lut_time / best_ort,
+                            # the ratio of a kernel reading its weights at the read bandwidth
+                            "ratio_at_read_bandwidth": c.weight_bytes / bandwidth[threads] / 1e9 / best_ort,
                         })
                     print(f"K={K:5d} N={N:5d} M={M:3d} bits={bits} threads={threads}: "
                           + "  ".join(f"{c.label(M)} {t * 1e3:.3f}ms" for c, t in zip(cs, times))
                           + f"  | LutGemm/best ORT {lut_time / best_ort:.2f}", flush=True)
-    write_outputs(rows, out_dir, bandwidth, cold, zero_points)
+    write_outputs(rows, out_dir, bandwidth, timing, zero_points)
     return rows
 
 
@@ -89,8 +96,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="other builds of libtmac_ort_ops.so to time side by side (named by their folder)")
     p.add_argument("--ternary", action="store_true",
                    help="ternary weights, M=1, first shape and thread count only (add --llama-cpp to compare)")
-    p.add_argument("--cold", action="store_true",
-                   help="empty the caches before every timed call (weights streamed from DRAM), one call per sample")
+    timing = p.add_mutually_exclusive_group()
+    timing.add_argument("--cold", action="store_true",
+                        help="empty the caches before every timed call (weights, code and all from DRAM), one call "
+                             "per sample")
+    timing.add_argument("--stream", action="store_true",
+                        help="weights from DRAM as when decoding: each contender runs over copies of its weights "
+                             "(four times the last-level cache in all), one after another; code stays cached")
     p.add_argument("--zero-points", action="store_true",
                    help="asymmetric weights with an integer zero point per group on every side (ORT's "
                         "quantiser's and onnxruntime-genai's int4 default) instead of symmetric ones")
@@ -117,5 +129,5 @@ def run_command(args) -> int:
     bandwidth = {t: read_bandwidth_gbs(t) for t in sorted(set(args.threads))}
     print("read bandwidth " + ", ".join(f"{t} thread(s) {gbs:.1f} GB/s" for t, gbs in bandwidth.items()))
     run(shapes, args.m, args.bits, args.threads, args.group_size, args.rounds, Path(args.out), bandwidth,
-        args.compare_library, args.cold, kernels, args.zero_points)
+        args.compare_library, "cold" if args.cold else "stream" if args.stream else "warm", kernels, args.zero_points)
     return 0

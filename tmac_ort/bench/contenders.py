@@ -11,9 +11,13 @@ import numpy as np
 @dataclass
 class Contender:
     name: str
-    session: object
+    sessions: list  # one; for --stream several, each over its own copy of the same weights
     weight_bytes: int
     int8_min_rows: int = 0  # a LutGemm kernel with an int8 path takes it from this many rows
+
+    @property
+    def session(self):
+        return self.sessions[0]
 
     def label(self, rows: int) -> str:
         """The name, with ' int8' when `rows` rows take the kernel's int8 path."""
@@ -29,18 +33,30 @@ def _session(model, threads, extra_config=None, library: bool | str = False, ker
     return make_session(model, threads, kernel=kernel, library=library, config=config)
 
 
+def copies_to_stream(weight_bytes: int, stream_bytes: int) -> int:
+    """How many copies of `weight_bytes` of weights add up to `stream_bytes` (at least one)."""
+    return max(1, -(-stream_bytes // max(1, int(weight_bytes))))
+
+
 def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libraries=(),
-               kernels: tuple[str, ...] = (), zero_points: bool = False) -> list[Contender]:
+               kernels: tuple[str, ...] = (), zero_points: bool = False, stream_bytes: int = 0) -> list[Contender]:
     """LutGemm once per kernel of `kernels` (default: the best this CPU has; the first is the
     one the ratios use), other builds of the op, ORT's quantised kernels and fp32 MatMul.
     `zero_points`: asymmetric weights (an integer zero point per group, as ORT's quantiser and
-    onnxruntime-genai's int4 make them) on both sides, else symmetric ones."""
+    onnxruntime-genai's int4 make them) on both sides, else symmetric ones.
+    `stream_bytes`: each contender gets enough sessions, each loading its own copy of the
+    weights, to hold this many bytes of weights (at least one session)."""
     from onnx import helper, numpy_helper
 
     from .. import kernel_registry, matmul_nbits_format, packing, selected_kernel
     from ..nodes import make_lut_gemm_model
 
     out = []
+
+    def add(name, make_session, nbytes, int8_min_rows=0):
+        sessions = [make_session() for _ in range(copies_to_stream(nbytes, stream_bytes))]
+        out.append(Contender(name, sessions, nbytes, int8_min_rows))
+
     qw = packing.quantize_rtn(w_nk, bits, group, symmetric=not zero_points)
     # what the kernel streams: the planes, an fp16 scale per group and a 4-bit zero point per
     # group where there are any (symmetric weights need no constant term; docs/packed-format.md)
@@ -48,27 +64,27 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
     model = make_lut_gemm_model(qw)
     int8_rows = {k.name: k.int8_min_rows for k in kernel_registry()}
     for kernel in kernels or (selected_kernel(),):
-        out.append(Contender(f"LutGemm {bits}b {kernel}",
-                             _session(model, threads, library=True, kernel=kernel), nbytes, int8_rows[kernel]))
+        add(f"LutGemm {bits}b {kernel}",
+            lambda: _session(model, threads, library=True, kernel=kernel), nbytes, int8_rows[kernel])
     for library in other_libraries:  # A/B against another build of the op (ablations)
-        out.append(Contender(f"LutGemm {bits}b [{Path(library).parent.name}]",
-                             _session(model, threads, library=str(library)), nbytes))
+        add(f"LutGemm {bits}b [{Path(library).parent.name}]",
+            lambda: _session(model, threads, library=str(library)), nbytes)
     # ORT at the same bits, or the nearest it has (1 -> 2 bits, 3 -> 4 bits)
     ort_bits = {1: 2, 2: 2, 3: 4, 4: 4}[bits]
     q_ort = qw if ort_bits == bits else packing.quantize_rtn(w_nk, ort_bits, group, symmetric=not zero_points)
     nbytes = q_ort.q.size * ort_bits // 8 + q_ort.scales.nbytes + (q_ort.scales.size * ort_bits // 8 if zero_points else 0)
     for level in (0, 4):
         model = matmul_nbits_format.make_matmul_nbits_model(q_ort, accuracy_level=level)
-        out.append(Contender(f"MatMulNBits {ort_bits}b acc{level}", _session(model, threads), nbytes))
+        add(f"MatMulNBits {ort_bits}b acc{level}", lambda: _session(model, threads), nbytes)
     if ort_bits == 2 and w_nk.shape[0] % 128 == 0:  # the level-4 model, on ORT's LUT path
-        out.append(Contender("MatMulNBits 2b LUT", _session(model, threads, {"mlas.use_lut_gemm": "1"}), nbytes))
+        add("MatMulNBits 2b LUT", lambda: _session(model, threads, {"mlas.use_lut_gemm": "1"}), nbytes)
     K = w_nk.shape[1]
     node = helper.make_node("MatMul", ["A", "W"], ["Y"])
     graph = helper.make_graph([node], "mm", [helper.make_tensor_value_info("A", 1, ["M", K])],
                               [helper.make_tensor_value_info("Y", 1, None)], [numpy_helper.from_array(w_nk.T.copy(), "W")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     model.ir_version = 10
-    out.append(Contender("MatMul fp32", _session(model, threads), w_nk.nbytes))
+    add("MatMul fp32", lambda: _session(model, threads), w_nk.nbytes)
     return out
 
 
@@ -93,7 +109,7 @@ def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] 
     ternary = (np.sign(w_nk) * (np.abs(w_nk) > 0.5 * scale) * scale).astype(np.float32)
     qw = exact_ternary(ternary)
     out = [Contender(f"LutGemm ternary {kernel}",
-                     _session(make_lut_gemm_model(qw), threads, library=True, kernel=kernel),
+                     [_session(make_lut_gemm_model(qw), threads, library=True, kernel=kernel)],
                      qw.pack().nbytes) for kernel in kernels or (selected_kernel(),)]
     N, K = w_nk.shape
     block = group_dividing(K, 128)
@@ -102,9 +118,9 @@ def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] 
                             zero_points=np.ones((N, blocks), np.uint8))
     nbytes = q_ort.q.size // 4 + q_ort.scales.nbytes
     model = matmul_nbits_format.make_matmul_nbits_model(q_ort, 4)
-    out.append(Contender("MatMulNBits 2b acc4", _session(model, threads), nbytes))
+    out.append(Contender("MatMulNBits 2b acc4", [_session(model, threads)], nbytes))
     if N % 128 == 0:
-        out.append(Contender("MatMulNBits 2b LUT", _session(model, threads, {"mlas.use_lut_gemm": "1"}), nbytes))
+        out.append(Contender("MatMulNBits 2b LUT", [_session(model, threads, {"mlas.use_lut_gemm": "1"})], nbytes))
     return out, ternary
 
 
