@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -27,6 +28,26 @@ namespace {
 
 // Items ForTileChunks splits the tiles into (a range each): enough for the pool to balance.
 constexpr int64_t kMaxTileChunks = 64;
+
+// How long a parallel call must last for the threads that ran its items to be all the pool
+// has (LutGemm::PoolThreads): a sleeping worker (session option allow_spinning=0) joined a
+// call 26-105 us after it began on Zen 4 (ORT 1.32, 2 threads), a spinning one after 2-3 us.
+constexpr std::chrono::microseconds kPoolProbeTime{200};
+
+// Which threads ran a parallel call's items (at most kMaxTileChunks are recorded).
+class ThreadRecorder {
+ public:
+  void Record() { who_[std::min(items_.fetch_add(1), who_.size() - 1)] = std::this_thread::get_id(); }
+  int64_t Count() {
+    const auto end = who_.begin() + std::min(items_.load(), who_.size());
+    std::sort(who_.begin(), end);
+    return std::unique(who_.begin(), end) - who_.begin();
+  }
+
+ private:
+  std::array<std::thread::id, kMaxTileChunks> who_{};
+  std::atomic<size_t> items_{0};
+};
 
 // Backs the packed planes with 2 MB pages where Linux allows it (MADV_COLLAPSE, Linux 6.1+;
 // THP is usually "madvise" only, so weights in anonymous memory sit on 4 KB pages).  Cold
@@ -220,7 +241,39 @@ void LutGemm::ForTileChunks(const ParallelRunner& parallel, const std::function<
   // memory once and reused from cache for the following rows.
   const int64_t n_tiles = weights_.geo.n_tiles;
   const int64_t chunks = std::min<int64_t>(n_tiles, kMaxTileChunks);
-  parallel(size_t(chunks), [&](size_t c) { tiles(n_tiles * int64_t(c) / chunks, n_tiles * int64_t(c + 1) / chunks); });
+  ThreadRecorder threads;
+  const auto start = std::chrono::steady_clock::now();
+  parallel(size_t(chunks), [&](size_t c) {
+    threads.Record();
+    tiles(n_tiles * int64_t(c) / chunks, n_tiles * int64_t(c + 1) / chunks);
+  });
+  // A call this long (a prefill) tells the pool's size as PoolThreads' probe would.
+  if (chunks > 1 && pool_threads_.load(std::memory_order_relaxed) == 0 &&
+      std::chrono::steady_clock::now() - start >= kPoolProbeTime)
+    pool_threads_.store(threads.Count(), std::memory_order_relaxed);
+}
+
+int64_t LutGemm::PoolThreads(const ParallelRunner& parallel) const {
+  // Found once per object, from a call of ForTileChunks that lasted kPoolProbeTime (a
+  // prefill) or else by a probe: items that each wait until kPoolProbeTime after the start
+  // show which threads take part (a session run on one thread that never prefills pays that
+  // once per node).  Threads seen running a decoding call's items are not enough: a chunk's
+  // items may all be done before a sleeping worker wakes, and with that count a decoding
+  // call ran on one thread (Zen 4, 2 threads, allow_spinning=0: a 2-bit 14336x4096 GEMV took
+  // 0.54 ms on one thread and on two).  With the probe, 2 threads, `tmac-ort bench` against
+  // the previous build in one process: 14336x4096 0.70x the time at 1 bit, 0.82x at 2, 1.02x
+  // at 4; 4096x4096 and 4096x14336 0.95-1.05x.
+  int64_t known = pool_threads_.load(std::memory_order_relaxed);
+  if (known > 0) return known;
+  ThreadRecorder threads;
+  const auto start = std::chrono::steady_clock::now();
+  parallel(size_t(kMaxTileChunks), [&](size_t) {
+    threads.Record();
+    while (std::chrono::steady_clock::now() - start < kPoolProbeTime) std::this_thread::yield();
+  });
+  known = threads.Count();
+  pool_threads_.store(known, std::memory_order_relaxed);
+  return known;
 }
 
 void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const OutputRows& out,
@@ -265,16 +318,16 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
   // with the same bytes as layout 1 (benchmarks/2026-11-28-zen4-session9/layout_pairs.cc):
   // 1.15-1.35x the GB/s at K = 2560-14336, 1.0-1.04x at SmolLM2's K = 576 and 1536.
   //
-  // The first chunk goes to the pool as usual, which shows how many threads take part.  On
-  // one (the pool runs the items in this thread) the other chunks follow in storage order.
-  // With more, the rest is cut into one piece of the storage order per thread: one sequential
-  // stream each (a tile's chunks may fall to several threads: each sums into its own carry,
-  // added at the end), where a barrier per chunk cost 5-13% on two threads and splitting the
-  // tiles instead left each thread's stream jumping at every chunk.
+  // On one thread (PoolThreads) the chunks follow each other in storage order, here.  With
+  // more, the storage order is cut into one piece per thread: one sequential stream each (a
+  // tile's chunks may fall to several pieces: each sums into its own carry, added at the
+  // end), where a barrier per chunk cost 5-13% on two threads and splitting the tiles
+  // instead left each thread's stream jumping at every chunk.  Two pieces per thread, so that
+  // a worker waking late would still take some, measured 1.00-1.11x the time (2 threads).
   const int64_t n_chunks = g.n_chunks();
-  thread_local std::vector<float> carry;  // each part's sums, n_tiles * 32 floats
+  thread_local std::vector<float> carry;  // each piece's sums, n_tiles * 32 floats
   const size_t part_floats = size_t(g.n_tiles) * kTileN;
-  bool split = false;  // several threads: every part's sums stay in its carry (y not given)
+  bool split = false;  // several pieces: every piece's sums stay in its carry (y not given)
   auto run_chunks = [&](float* sums, int64_t c_begin, int64_t c_end, int64_t tile_begin, int64_t tile_end) {
     OutputRows p = out;
     p.carry = sums;
@@ -285,29 +338,19 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
       kernel_.gemm_tiles(weights_, act, tile_begin, tile_end, p);
     }
   };
-  carry.resize(part_floats);
-  float* first = carry.data();
-  std::array<std::thread::id, kMaxTileChunks> who{};  // the thread of each of ForTileChunks' items
-  std::atomic<size_t> items{0};
-  ForTileChunks(parallel, [&](int64_t begin, int64_t end) {
-    who[items.fetch_add(1)] = std::this_thread::get_id();
-    run_chunks(first, 0, 1, begin, end);
-  });
-  std::sort(who.begin(), who.begin() + items.load());
-  const int64_t threads = std::unique(who.begin(), who.begin() + items.load()) - who.begin();
-  const int64_t parts = std::max<int64_t>(1, std::min(threads, (n_chunks - 1) * g.n_tiles));
-  if (parts == 1) {  // here, in one call per chunk (the last chunk writes y)
-    run_chunks(first, 1, n_chunks, 0, g.n_tiles);
+  const int64_t threads = PoolThreads(parallel);
+  if (threads == 1) {  // one call per chunk (the last chunk writes y)
+    carry.resize(part_floats);
+    run_chunks(carry.data(), 0, n_chunks, 0, g.n_tiles);
     return;
   }
+  const int64_t units = n_chunks * g.n_tiles;  // (chunk c, tile t) in storage order
+  const int64_t parts = std::min(units, threads);
   split = true;
-  carry.resize(part_floats * size_t(parts));  // part 0 goes on from the first chunk's sums
-  std::fill(carry.begin() + std::ptrdiff_t(part_floats), carry.end(), 0.f);
+  carry.assign(part_floats * size_t(parts), 0.f);
   float* sums = carry.data();
-  // equal pieces of the storage order after the first chunk: units (chunk c, tile t)
-  const int64_t u_begin = g.n_tiles, u_count = (n_chunks - 1) * g.n_tiles;
   parallel(size_t(parts), [&](size_t p) {
-    const int64_t u0 = u_begin + u_count * int64_t(p) / parts, u1 = u_begin + u_count * int64_t(p + 1) / parts;
+    const int64_t u0 = units * int64_t(p) / parts, u1 = units * int64_t(p + 1) / parts;
     for (int64_t u = u0; u < u1;) {
       const int64_t c = u / g.n_tiles, t_end = std::min(g.n_tiles, u1 - c * g.n_tiles);
       run_chunks(sums + p * part_floats, c, c + 1, u - c * g.n_tiles, t_end);

@@ -2,6 +2,7 @@
 // per-call driver (tables, then tiles), parallelised through a caller-supplied runner.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -56,6 +57,9 @@ class LutGemm {
   void RunInt8(const float* a, int64_t rows, char* finite, const OutputRows& out, const ParallelRunner& parallel) const;
   // Runs tiles(begin, end) over the tiles in chunks, in parallel.
   void ForTileChunks(const ParallelRunner& parallel, const std::function<void(int64_t, int64_t)>& tiles) const;
+  // How many threads `parallel` runs items on, learnt once per object by a probe (the
+  // session's pool does not change).
+  int64_t PoolThreads(const ParallelRunner& parallel) const;
 
   // w[n, k] in fp32 as MatMulNBits dequantises it: s * (q - z) or s * q + o.
   float Dequantized(int64_t n, int64_t k) const;
@@ -70,6 +74,7 @@ class LutGemm {
   NibbleMap nibble_positions_;  // for Dequantized
   const KernelOps& kernel_;
   int64_t int8_min_rows_;  // 0: no int8 path
+  mutable std::atomic<int64_t> pool_threads_{0};  // 0: not probed yet
 };
 
 }  // namespace tmac

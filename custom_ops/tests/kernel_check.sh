@@ -14,7 +14,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 src="$here/../src"
 out="${KERNEL_CHECK_BUILD:-$here/../../build/kernel-check}"
 mkdir -p "$out"
-common=(-std=c++17 -O2 -Wall -Wextra -I"$src" "$src/lut_gemm.cc" "$src/kernels/registry.cc" "$src/kernels/lut_scalar.cc")
+common=(-std=c++17 -O2 -pthread -Wall -Wextra -I"$src" "$src/lut_gemm.cc" "$src/kernels/registry.cc" "$src/kernels/lut_scalar.cc")
 
 # An object compiled with ISA flags must define no weak symbols: the linker keeps one copy of
 # each weak (inline, template) function for the whole library, and a baseline caller could get
