@@ -145,9 +145,18 @@ TMAC_ALWAYS_INLINE void AccumulateSteps(const uint8_t* steps, const int8_t* cons
         const __m256i t_lo = _mm256_shuffle_epi8(table[r], lo);
         const __m256i t_hi = _mm256_shuffle_epi8(table[r], hi);
         acc[r][0] = _mm256_add_epi16(acc[r][0], _mm256_maddubs_epi16(weights.single_even, t_lo));
-        acc[r][1] = _mm256_add_epi16(acc[r][1], _mm256_maddubs_epi16(weights.single_odd, t_lo));
         acc[r][2] = _mm256_add_epi16(acc[r][2], _mm256_maddubs_epi16(weights.single_even, t_hi));
-        acc[r][3] = _mm256_add_epi16(acc[r][3], _mm256_maddubs_epi16(weights.single_odd, t_hi));
+        // At 1 bit the odd bytes are sign-extended by a shift instead: half the widening on
+        // the shift pipes, half on the multiply pipes (Zen 4, 4096x4096 in cache: 1.04x the
+        // GB/s; all four by shifts 0.65x; the same split at 3 bits, with a mask for the
+        // plane weight 4, 0.96x).
+        if (kBits == 1) {
+          acc[r][1] = _mm256_add_epi16(acc[r][1], _mm256_srai_epi16(t_lo, 8));
+          acc[r][3] = _mm256_add_epi16(acc[r][3], _mm256_srai_epi16(t_hi, 8));
+        } else {
+          acc[r][1] = _mm256_add_epi16(acc[r][1], _mm256_maddubs_epi16(weights.single_odd, t_lo));
+          acc[r][3] = _mm256_add_epi16(acc[r][3], _mm256_maddubs_epi16(weights.single_odd, t_hi));
+        }
       }
     }
   };
