@@ -255,9 +255,10 @@ void LutGemm::ForTileChunks(const ParallelRunner& parallel, const std::function<
 
 int64_t LutGemm::PoolThreads(const ParallelRunner& parallel) const {
   // Found once per object, from a call of ForTileChunks that lasted kPoolProbeTime (a
-  // prefill) or else by a probe: items that each wait until kPoolProbeTime after the start
+  // prefill) or else by a probe: items that each sleep until kPoolProbeTime after the start
   // show which threads take part (a session run on one thread that never prefills pays that
-  // once per node).  Threads seen running a decoding call's items are not enough: a chunk's
+  // once per node).  Sleeping, not spinning: the probe's instructions are the same however
+  // long it waits, so callgrind's counts stay repeatable.  Threads seen running a decoding call's items are not enough: a chunk's
   // items may all be done before a sleeping worker wakes, and with that count a decoding
   // call ran on one thread (Zen 4, 2 threads, allow_spinning=0: a 2-bit 14336x4096 GEMV took
   // 0.54 ms on one thread and on two).  With the probe, 2 threads, `tmac-ort bench` against
@@ -269,7 +270,7 @@ int64_t LutGemm::PoolThreads(const ParallelRunner& parallel) const {
   const auto start = std::chrono::steady_clock::now();
   parallel(size_t(kMaxTileChunks), [&](size_t) {
     threads.Record();
-    while (std::chrono::steady_clock::now() - start < kPoolProbeTime) std::this_thread::yield();
+    std::this_thread::sleep_until(start + kPoolProbeTime);
   });
   known = threads.Count();
   pool_threads_.store(known, std::memory_order_relaxed);
