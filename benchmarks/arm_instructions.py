@@ -1,10 +1,10 @@
 """Instructions executed per LutGemm GEMV by the ARM kernels, under qemu-user (an
 instruction count under emulation, not a time), and by the x86 kernels under callgrind.
 
-    python benchmarks/arm_instructions.py [--shape 1024x256] [--bits 1 2 3 4]
+    python benchmarks/arm_instructions.py [--shape 1024x256] [--bits 1 2 3 4] [--layout 1|2]
 
 Builds custom_ops/tests/kernel_check for aarch64 and natively (kernel_check.sh), runs its
-`gemv KERNEL K N BITS` mode (M=1, group 128, symmetric weights) and counts the instructions
+`gemv KERNEL K N BITS LAYOUT` mode (M=1, group 128, symmetric weights) and counts the instructions
 executed inside LutGemm::Run and the kernels it calls (tables, tiles, epilogue): under
 qemu-aarch64 -cpu max from the translation-block trace (`-d in_asm,exec,nochain`, filtered to
 those functions' addresses), on x86 with callgrind's --toggle-collect.
@@ -45,13 +45,14 @@ def kernel_ranges(binary: Path) -> list[tuple[int, int]]:
     return ranges
 
 
-def qemu_count(binary: Path, kernel: str, K: int, N: int, bits: int) -> int:
+def qemu_count(binary: Path, kernel: str, K: int, N: int, bits: int, layout: int) -> int:
     ranges = kernel_ranges(binary)
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "trace"
         dfilter = ",".join(f"{a:#x}..{b - 1:#x}" for a, b in ranges)
         subprocess.run(["qemu-aarch64", "-cpu", "max", "-d", "in_asm,exec,nochain", "-dfilter", dfilter, "-D", str(log),
-                        str(binary), "gemv", kernel, str(K), str(N), str(bits)], check=True, capture_output=True)
+                        str(binary), "gemv", kernel, str(K), str(N), str(bits), str(layout)], check=True,
+                       capture_output=True)
         size: dict[int, int] = {}
         executed: collections.Counter = collections.Counter()
         block = None
@@ -70,11 +71,11 @@ def qemu_count(binary: Path, kernel: str, K: int, N: int, bits: int) -> int:
         return sum(size.get(pc, 0) * n for pc, n in executed.items())
 
 
-def callgrind_count(binary: Path, kernel: str, K: int, N: int, bits: int) -> int:
+def callgrind_count(binary: Path, kernel: str, K: int, N: int, bits: int, layout: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=tmac::LutGemm::Run(*",
                                f"--callgrind-out-file={tmp}/out", str(binary), "gemv", kernel, str(K), str(N),
-                               str(bits)], capture_output=True, text=True, check=True)
+                               str(bits), str(layout)], capture_output=True, text=True, check=True)
         return int(re.search(r"Collected : (\d+)", done.stderr).group(1))
 
 
@@ -82,11 +83,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="4096x1024")
     parser.add_argument("--bits", nargs="*", type=int, default=[1, 2, 3, 4])
+    parser.add_argument("--layout", type=int, choices=(1, 2), default=2,
+                        help="packed layout version of the weights (2: K-chunked, the packer's default)")
     args = parser.parse_args()
     K, N = map(int, args.shape.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         arm, native = build("aarch64", Path(tmp) / "arm"), build("native", Path(tmp) / "native")
-        print(f"instructions per GEMV, K={K} N={N} group 128 M=1 (tables, tiles and epilogue)")
+        print(f"instructions per GEMV, K={K} N={N} group 128 M=1, layout {args.layout} (tables, tiles and epilogue)")
         print("| kernel | how counted | " + " | ".join(f"{b}-bit" for b in args.bits) + " |")
         print("|---|---|" + "---|" * len(args.bits))
         rows = [("neon-dotprod", "qemu -cpu max", arm, qemu_count), ("neon", "qemu -cpu max", arm, qemu_count),
@@ -94,7 +97,7 @@ def main() -> int:
                 ("avx2", "callgrind (x86-64)", native, callgrind_count),
                 ("scalar", "callgrind (x86-64 build)", native, callgrind_count)]
         for kernel, how, binary, count in rows:
-            cells = [count(binary, kernel, K, N, b) for b in args.bits]
+            cells = [count(binary, kernel, K, N, b, args.layout) for b in args.bits]
             print(f"| {kernel} | {how} | " + " | ".join(f"{c / 1e3:,.0f} k" for c in cells) + " |", flush=True)
     return 0
 

@@ -264,14 +264,14 @@ std::vector<Case> Cases() {
 
 }  // namespace
 
-// `kernel_check gemv KERNEL K N BITS`: one GEMV (M=1, group 128, symmetric) and nothing else,
-// for counting instructions (benchmarks/arm_instructions.py runs it under qemu).
-int Gemv(const std::string& name, int64_t K, int64_t N, int bits) {
+// `kernel_check gemv KERNEL K N BITS [LAYOUT]`: one GEMV (M=1, group 128, symmetric) and
+// nothing else, for counting instructions (benchmarks/arm_instructions.py runs it under qemu).
+int Gemv(const std::string& name, int64_t K, int64_t N, int bits, int layout_version) {
   size_t count = 0;
   const tmac::KernelEntry* kernels = tmac::Kernels(&count);
   for (size_t i = 0; i < count; ++i) {
     if (name != kernels[i].name) continue;
-    const Case c = Make("gemv", K, N, bits, 128, 1, Quant::kSymmetric);
+    const Case c = Make("gemv", K, N, bits, 128, 1, Quant::kSymmetric, 1.0, 0.02, false, false, layout_version);
     const std::vector<float> y = RunKernel(c, kernels[i].ops());
     std::printf("%s y[0] %g\n", kernels[i].name, double(y[0]));
     return 0;
@@ -281,7 +281,9 @@ int Gemv(const std::string& name, int64_t K, int64_t N, int bits) {
 }
 
 int main(int argc, char** argv) {
-  if (argc == 6 && std::string(argv[1]) == "gemv") return Gemv(argv[2], std::atoll(argv[3]), std::atoll(argv[4]), std::atoi(argv[5]));
+  if ((argc == 6 || argc == 7) && std::string(argv[1]) == "gemv")
+    return Gemv(argv[2], std::atoll(argv[3]), std::atoll(argv[4]), std::atoi(argv[5]),
+                argc == 7 ? std::atoi(argv[6]) : tmac::kLayoutVersion);
   size_t count = 0;
   const tmac::KernelEntry* kernels = tmac::Kernels(&count);
   const tmac::KernelOps* scalar = nullptr;

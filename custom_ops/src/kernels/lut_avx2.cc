@@ -244,7 +244,7 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
     AccumulateBlock<kBits, kRows>(steps, block_tables, s1 - s0, sum);
     steps += (s1 - s0) * g.step_bytes();
     const int64_t at = blocks.Entry(t) * kTileN;
-    blocks.NextBlock();
+    if (b + 1 < b_end) blocks.NextBlock();  // (past the call's last block: a chunk's divisions for nothing)
     for (int o = 0; o < 4; ++o) {
       const __m256 scale = LoadHalf8(&w.scale[at + 8 * o]);
       __m256 constant = _mm256_setzero_ps(), centred_zero_point = _mm256_setzero_ps();

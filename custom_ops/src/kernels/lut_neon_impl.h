@@ -207,7 +207,7 @@ void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, i
     AccumulateBlock<kBits, kDot>(steps, tables + s0 * 2 * kTableBytes, s1 - s0, &sum);
     steps += (s1 - s0) * g.step_bytes();
     const int64_t at = blocks.Entry(t) * kTileN;
-    blocks.NextBlock();
+    if (b + 1 < b_end) blocks.NextBlock();  // (past the call's last block: a chunk's divisions for nothing)
     const int64_t mb = m * g.n_blocks + b;
     const float half_scale = act.half_scale[mb], block_sum = act.block_sum[mb];
     for (int j = 0; j < 8; ++j) {
