@@ -258,12 +258,14 @@ int64_t LutGemm::PoolThreads(const ParallelRunner& parallel) const {
   // prefill) or else by a probe: items that each sleep until kPoolProbeTime after the start
   // show which threads take part (a session run on one thread that never prefills pays that
   // once per node).  Sleeping, not spinning: the probe's instructions are the same however
-  // long it waits, so callgrind's counts stay repeatable.  Threads seen running a decoding call's items are not enough: a chunk's
-  // items may all be done before a sleeping worker wakes, and with that count a decoding
-  // call ran on one thread (Zen 4, 2 threads, allow_spinning=0: a 2-bit 14336x4096 GEMV took
-  // 0.54 ms on one thread and on two).  With the probe, 2 threads, `tmac-ort bench` against
-  // the previous build in one process: 14336x4096 0.70x the time at 1 bit, 0.82x at 2, 1.02x
-  // at 4; 4096x4096 and 4096x14336 0.95-1.05x.
+  // long it waits, so callgrind's counts stay repeatable.
+  //
+  // Threads seen running a decoding call's items are not enough: a chunk's items may all be
+  // done before a sleeping worker wakes, and with that count a decoding call ran on one
+  // thread (Zen 4, 2 threads, allow_spinning=0: a 2-bit 14336x4096 GEMV took 0.54 ms on one
+  // thread and on two).  With the probe, 2 threads, `tmac-ort bench` against the previous
+  // build in one process: 14336x4096 0.70x the time at 1 bit, 0.82x at 2, 1.02x at 4;
+  // 4096x4096 and 4096x14336 0.95-1.05x.
   int64_t known = pool_threads_.load(std::memory_order_relaxed);
   if (known > 0) return known;
   ThreadRecorder threads;

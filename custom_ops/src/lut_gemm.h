@@ -57,8 +57,8 @@ class LutGemm {
   void RunInt8(const float* a, int64_t rows, char* finite, const OutputRows& out, const ParallelRunner& parallel) const;
   // Runs tiles(begin, end) over the tiles in chunks, in parallel.
   void ForTileChunks(const ParallelRunner& parallel, const std::function<void(int64_t, int64_t)>& tiles) const;
-  // How many threads `parallel` runs items on, learnt once per object by a probe (the
-  // session's pool does not change).
+  // How many threads `parallel` runs items on, learnt once per object from a long call or
+  // by a probe (the session's pool does not change).
   int64_t PoolThreads(const ParallelRunner& parallel) const;
 
   // w[n, k] in fp32 as MatMulNBits dequantises it: s * (q - z) or s * q + o.

@@ -42,13 +42,10 @@ def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None, kernels
         print(f"  {name:22s} {ms:.3f} ms   LutGemm / this {lut / ms:.2f}")
 
 
-TIMINGS = ("warm", "cold", "stream")
-
-
 def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, bandwidth: dict,
         other_libraries=(), timing: str = "warm", kernels: tuple[str, ...] = (), zero_points: bool = False):
-    """`bandwidth`: measured read GB/s per thread count; `timing`: one of TIMINGS (the options
-    --cold and --stream)."""
+    """`bandwidth`: measured read GB/s per thread count; `timing`: "warm", "cold" (--cold) or
+    "stream" (--stream)."""
     rng = np.random.default_rng(0)
     evict = CacheEvictor() if timing == "cold" else None
     stream_bytes = beyond_cache_bytes() if timing == "stream" else 0
