@@ -241,15 +241,16 @@ void LutGemm::ForTileChunks(const ParallelRunner& parallel, const std::function<
   // memory once and reused from cache for the following rows.
   const int64_t n_tiles = weights_.geo.n_tiles;
   const int64_t chunks = std::min<int64_t>(n_tiles, kMaxTileChunks);
+  // Until the pool's size is known, a call this long (a prefill) tells it as PoolThreads'
+  // probe would; after that the items record nothing.
+  const bool learning = chunks > 1 && pool_threads_.load(std::memory_order_relaxed) == 0;
   ThreadRecorder threads;
   const auto start = std::chrono::steady_clock::now();
   parallel(size_t(chunks), [&](size_t c) {
-    threads.Record();
+    if (learning) threads.Record();
     tiles(n_tiles * int64_t(c) / chunks, n_tiles * int64_t(c + 1) / chunks);
   });
-  // A call this long (a prefill) tells the pool's size as PoolThreads' probe would.
-  if (chunks > 1 && pool_threads_.load(std::memory_order_relaxed) == 0 &&
-      std::chrono::steady_clock::now() - start >= kPoolProbeTime)
+  if (learning && std::chrono::steady_clock::now() - start >= kPoolProbeTime)
     pool_threads_.store(threads.Count(), std::memory_order_relaxed);
 }
 
@@ -330,7 +331,8 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
   const int64_t n_chunks = g.n_chunks();
   thread_local std::vector<float> carry;  // each piece's sums, n_tiles * 32 floats
   const size_t part_floats = size_t(g.n_tiles) * kTileN;
-  bool split = false;  // several pieces: every piece's sums stay in its carry (y not given)
+  const int64_t threads = PoolThreads(parallel);
+  const bool split = threads > 1;  // then every piece's sums stay in its carry (y not given)
   auto run_chunks = [&](float* sums, int64_t c_begin, int64_t c_end, int64_t tile_begin, int64_t tile_end) {
     OutputRows p = out;
     p.carry = sums;
@@ -341,15 +343,13 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
       kernel_.gemm_tiles(weights_, act, tile_begin, tile_end, p);
     }
   };
-  const int64_t threads = PoolThreads(parallel);
-  if (threads == 1) {  // one call per chunk (the last chunk writes y)
+  if (!split) {  // one call per chunk (the last chunk writes y)
     carry.resize(part_floats);
     run_chunks(carry.data(), 0, n_chunks, 0, g.n_tiles);
     return;
   }
   const int64_t units = n_chunks * g.n_tiles;  // (chunk c, tile t) in storage order
-  const int64_t parts = std::min(units, threads);
-  split = true;
+  const int64_t parts = std::min(units, threads);  // (units >= 2: several chunks)
   carry.assign(part_floats * size_t(parts), 0.f);
   float* sums = carry.data();
   parallel(size_t(parts), [&](size_t p) {

@@ -58,7 +58,7 @@ def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, 
                 cs = contenders(w, bits, group, threads, other_libraries, kernels, zero_points, stream_bytes)
                 for M in ms:
                     a = rng.standard_normal((M, K)).astype(np.float32)
-                    times = time_interleaved(cs, a, rounds, 50, evict, stream=bool(stream_bytes))
+                    times = time_interleaved(cs, a, rounds, 50, evict, stream=timing == "stream")
                     lut_time = times[0]
                     ort_quant = [t for c, t in zip(cs, times) if c.name.startswith("MatMulNBits")]
                     best_ort = min(ort_quant)
