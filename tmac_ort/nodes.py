@@ -7,16 +7,22 @@ import onnx
 import onnx_ir as ir
 
 from . import DOMAIN, OP_TYPE, OPSET_VERSION
-from .packing import LAYOUT_VERSION, QuantizedWeight
+from .packing import LAYOUT_VERSION, TERNARY_LAYOUT, QuantizedWeight
 
 
-def lut_gemm_attributes(w: QuantizedWeight) -> dict[str, int]:
+def layout_for(w: QuantizedWeight, ternary_layout: int = LAYOUT_VERSION) -> int:
+    """The layout a weight is written in: `ternary_layout` (3: base-3 triples, 1.67 bits a
+    weight) where the weight is ternary, else the bit planes of LAYOUT_VERSION."""
+    return TERNARY_LAYOUT if ternary_layout == TERNARY_LAYOUT and w.ternary else LAYOUT_VERSION
+
+
+def lut_gemm_attributes(w: QuantizedWeight, layout_version: int = LAYOUT_VERSION) -> dict[str, int]:
     return {
         "K": w.K,
         "N": w.N,
         "bits": w.bits,
         "group_size": w.group_size,
-        "layout_version": LAYOUT_VERSION,
+        "layout_version": layout_version,
     }
 
 
@@ -48,11 +54,11 @@ def stored_scales_and_offsets(w: QuantizedWeight) -> tuple[np.ndarray, np.ndarra
     return scales, offsets
 
 
-def lut_gemm_weight_inputs(w: QuantizedWeight) -> list[tuple[str, np.ndarray] | None]:
+def lut_gemm_weight_inputs(w: QuantizedWeight, layout_version: int = LAYOUT_VERSION) -> list[tuple[str, np.ndarray] | None]:
     """LutGemm inputs 1-4 (packed_weights, scales, zero_points, offsets) as (name suffix, array),
     None for an absent optional input, trailing absences dropped.  Shared by every producer."""
     scales, offsets = stored_scales_and_offsets(w)
-    inputs = [("lut_packed", w.pack()), ("lut_scales", scales), None, None]
+    inputs = [("lut_packed", w.pack(layout_version)), ("lut_scales", scales), None, None]
     if w.zero_points is not None:
         inputs[2] = ("lut_zero_points", w.zero_points)
     if offsets is not None:
@@ -62,7 +68,7 @@ def lut_gemm_weight_inputs(w: QuantizedWeight) -> list[tuple[str, np.ndarray] | 
     return inputs
 
 
-def lut_gemm_initializers(w: QuantizedWeight, prefix: str) -> list[ir.Value | None]:
+def lut_gemm_initializers(w: QuantizedWeight, prefix: str, layout_version: int = LAYOUT_VERSION) -> list[ir.Value | None]:
     """The weight inputs of `lut_gemm_weight_inputs` as initializer values."""
     def const(suffix: str, array: np.ndarray) -> ir.Value:
         value = ir.Value(name=f"{prefix}.{suffix}", const_value=ir.tensor(array, name=f"{prefix}.{suffix}"))
@@ -70,7 +76,7 @@ def lut_gemm_initializers(w: QuantizedWeight, prefix: str) -> list[ir.Value | No
         value.type = ir.TensorType(ir.DataType.from_numpy(array.dtype))
         return value
 
-    return [None if item is None else const(*item) for item in lut_gemm_weight_inputs(w)]
+    return [None if item is None else const(*item) for item in lut_gemm_weight_inputs(w, layout_version)]
 
 
 def make_lut_gemm_model(
@@ -78,12 +84,14 @@ def make_lut_gemm_model(
     leading_dims: tuple = ("M",),
     dtype=np.float32,
     bias: np.ndarray | None = None,
+    layout_version: int = LAYOUT_VERSION,
 ) -> onnx.ModelProto:
-    """A one-node model Y = LutGemm(A, w) with A of shape [*leading_dims, K]."""
+    """A one-node model Y = LutGemm(A, w) with A of shape [*leading_dims, K] (layout 3 for a
+    ternary w on request)."""
     elem = ir.DataType.from_numpy(np.dtype(dtype))
     a = ir.Value(name="A", shape=ir.Shape([*leading_dims, w.K]), type=ir.TensorType(elem))
     y = ir.Value(name="Y", shape=ir.Shape([*leading_dims, w.N]), type=ir.TensorType(elem))
-    inputs = [a, *lut_gemm_initializers(w, "W")]
+    inputs = [a, *lut_gemm_initializers(w, "W", layout_version)]
     initializers = [v for v in inputs[1:] if v is not None]
     if bias is not None:
         while len(inputs) < 5:
@@ -94,7 +102,7 @@ def make_lut_gemm_model(
         bias_value.type = ir.TensorType(elem)
         inputs.append(bias_value)
         initializers.append(bias_value)
-    node = ir.Node(DOMAIN, OP_TYPE, inputs, attributes=[ir.AttrInt64(k, v) for k, v in lut_gemm_attributes(w).items()],
+    node = ir.Node(DOMAIN, OP_TYPE, inputs, attributes=[ir.AttrInt64(k, v) for k, v in lut_gemm_attributes(w, layout_version).items()],
                    outputs=[y], name="lut_gemm")
     graph = ir.Graph([a], [y], nodes=[node], initializers=initializers, opset_imports={"": 21, DOMAIN: OPSET_VERSION},
                      name="lut_gemm")

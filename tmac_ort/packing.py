@@ -1,5 +1,5 @@
-"""The LutGemm packed weight format (layout version 2; version 1 still read) and round-to-nearest
-quantisation.
+"""The LutGemm packed weight format (layout version 2; version 1 still read; version 3 for ternary
+weights) and round-to-nearest quantisation.
 
 docs/packed-format.md is the specification; this module is the one packer, and the C++
 kernels (custom_ops/src/kernels/layout.h) read exactly what it writes.
@@ -21,6 +21,11 @@ STEP_K = 8  # reduction elements per step (two quads)
 QUAD_K = 4  # activations per lookup table
 MAX_BLOCK_K = 256  # longest int16 accumulation run (and table-quantisation block)
 CHUNK_K = 512  # layout 2: K per chunk, rounded down to whole blocks
+TERNARY_LAYOUT = 3  # ternary weights as base-3 triples (1.67 bits a weight), written on request
+TRIPLE_K = 3  # activations per triple table
+TRIPLE_STEP_K = 12  # layout 3: k per step (four triples)
+TRIPLE_STEP_BYTES = 80  # layout 3: a tile's step, two halves of 64 five-bit fields
+TRIPLE_TABLE_BYTES = 32  # entries per triple table (27 used)
 
 
 @dataclass(frozen=True)
@@ -81,19 +86,52 @@ class Geometry:
         """Steps per K-chunk of layout 2 (whole blocks; the last chunk may be shorter)."""
         return max(1, CHUNK_K // self.block_k) * self.block_k // STEP_K
 
+    @property
+    def triple_block_steps(self) -> int:
+        """Layout 3: steps of 12 k per whole block (the block padded with zero weights)."""
+        return -(-self.block_k // TRIPLE_STEP_K)
+
+    def triple_steps_of_block(self, b: int) -> int:
+        """Layout 3: steps of block b, its k below K in whole steps."""
+        return -(-(min((b + 1) * self.block_k, self.K) - b * self.block_k) // TRIPLE_STEP_K)
+
+    @property
+    def triple_k_steps(self) -> int:
+        """Layout 3: steps of a tile, every block's (the last block may be shorter)."""
+        return (self.n_blocks - 1) * self.triple_block_steps + self.triple_steps_of_block(self.n_blocks - 1)
+
+    @property
+    def triple_chunk_steps(self) -> int:
+        return max(1, CHUNK_K // self.block_k) * self.triple_block_steps
+
     def packed_shape(self, layout_version: int = LAYOUT_VERSION) -> tuple[int, ...]:
-        """Layout 1: [tile][step][byte]; layout 2: [step in storage order][byte]."""
+        """Layout 1: [tile][step][byte]; layout 2: [step in storage order][byte]; layout 3:
+        [step of 12 k in storage order][80 bytes]."""
         step_bytes = TILE_N * self.bits
         if layout_version == 1:
             return (self.n_tiles, self.k_steps, step_bytes)
+        if layout_version == TERNARY_LAYOUT:
+            return (self.n_tiles * self.triple_k_steps, TRIPLE_STEP_BYTES)
         return (self.n_tiles * self.k_steps, step_bytes)
 
-    def chunk_order(self) -> np.ndarray:
-        """Layout 2's storage order as indices into layout 1's [tile * k_steps + step]: chunk by
+    def chunk_order(self, layout_version: int = LAYOUT_VERSION) -> np.ndarray:
+        """The storage order of layouts 2 and 3 as indices into [tile * k_steps + step]: chunk by
         chunk, every tile's steps of the chunk (mirrors tmac::Geometry::step_offset)."""
-        index = np.arange(self.n_tiles * self.k_steps).reshape(self.n_tiles, self.k_steps)
-        cs = self.chunk_steps
-        return np.concatenate([index[:, c:c + cs].reshape(-1) for c in range(0, self.k_steps, cs)])
+        triples = layout_version == TERNARY_LAYOUT
+        k_steps = self.triple_k_steps if triples else self.k_steps
+        cs = self.triple_chunk_steps if triples else self.chunk_steps
+        index = np.arange(self.n_tiles * k_steps).reshape(self.n_tiles, k_steps)
+        return np.concatenate([index[:, c:c + cs].reshape(-1) for c in range(0, k_steps, cs)])
+
+    def triple_k(self) -> np.ndarray:
+        """Layout 3: the k of each weight of each step of a tile, [k_steps, 4 triples, 3], or -1
+        where the position pads its block (at or beyond the block's end, or beyond K)."""
+        rows = []
+        for b in range(self.n_blocks):
+            k0, end = b * self.block_k, min((b + 1) * self.block_k, self.K)
+            k = k0 + np.arange(self.triple_steps_of_block(b) * TRIPLE_STEP_K).reshape(-1, 4, TRIPLE_K)
+            rows.append(np.where(k < end, k, -1))
+        return np.concatenate(rows)
 
     def group_of_block(self, b: int) -> int:
         return (b * self.block_k) // self.group_size
@@ -125,12 +163,14 @@ def pack(q: np.ndarray, bits: int, group_size: int | None = None,
          layout_version: int = LAYOUT_VERSION) -> np.ndarray:
     """Packs q[N, K] (uint8 values < 2^bits) into layout 2 (n_tiles * k_steps, 32*bits), whose
     K-chunks hold whole blocks of `group_size` (default K), or layout 1 (n_tiles, k_steps,
-    32*bits)."""
+    32*bits), or, for ternary q (bits 2, values 0..2), layout 3 (`pack_triples`)."""
     q = np.asarray(q)
     if q.ndim != 2:
         raise ValueError(f"q must be 2-D [N, K], got shape {q.shape}")
+    if layout_version == TERNARY_LAYOUT:
+        return pack_triples(q, bits, group_size)
     if layout_version not in (1, 2):
-        raise ValueError(f"layout_version must be 1 or 2, got {layout_version}")
+        raise ValueError(f"layout_version must be 1, 2 or 3, got {layout_version}")
     N, K = q.shape
     geo = Geometry(K, N, bits, group_size or K)
     if q.size and int(q.max()) >= (1 << bits):
@@ -153,10 +193,71 @@ def pack(q: np.ndarray, bits: int, group_size: int | None = None,
     return np.ascontiguousarray(packed.reshape(geo.n_tiles * geo.k_steps, -1)[geo.chunk_order()])
 
 
+def _triple_fields(geo: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """Layout 3, one step of a tile: for each of its 128 fields (field 64h + l: half h, lane
+    l = 4c + j), its channel 16h + c and triple j."""
+    field = np.arange(2 * 64)
+    half, lane = field // 64, field % 64
+    return 16 * half + lane // 4, lane % 4
+
+
+def pack_triples(q: np.ndarray, bits: int = 2, group_size: int | None = None) -> np.ndarray:
+    """Layout 3 (docs/packed-format.md): ternary q[N, K] (values 0, 1, 2: w = s (q - z)) as one
+    base-3 field d0 + 3 d1 + 9 d2 per three consecutive k of a block, five bits each, 64 fields
+    (16 channels x 4 triples) to 40 bytes, LSB first; [step in storage order][80]."""
+    q = np.asarray(q)
+    if q.ndim != 2:
+        raise ValueError(f"q must be 2-D [N, K], got shape {q.shape}")
+    if bits != 2:
+        raise ValueError(f"layout 3 holds ternary weights (bits=2), got bits={bits}")
+    N, K = q.shape
+    geo = Geometry(K, N, bits, group_size or K)
+    if q.size and int(q.max()) > 2:
+        raise ValueError("layout 3 holds ternary weights: q must be 0, 1 or 2")
+    padded = np.ones((geo.N_pad, K + 1), dtype=np.uint8)  # column K: a zero weight for padding
+    padded[:N, :K] = q
+    at = geo.triple_k()  # [k_steps, 4, 3], -1 for padding
+    digits = padded[:, np.where(at < 0, K, at)]  # [N_pad, k_steps, 4, 3]
+    fields = (digits[..., 0] + 3 * digits[..., 1] + 9 * digits[..., 2]).astype(np.uint8)
+    channel, triple = _triple_fields(geo)
+    tiles = fields.reshape(geo.n_tiles, TILE_N, geo.triple_k_steps, 4)
+    steps = tiles[:, channel, :, triple].transpose(1, 2, 0)  # [tile, step, 128 fields]
+    bit_of = (steps[..., None] >> np.arange(5, dtype=np.uint8)) & 1  # [tile, step, 128, 5]
+    packed = np.packbits(bit_of.reshape(geo.n_tiles, geo.triple_k_steps, 2, 320), axis=-1, bitorder="little")
+    packed = packed.reshape(geo.n_tiles * geo.triple_k_steps, TRIPLE_STEP_BYTES)
+    return np.ascontiguousarray(packed[geo.chunk_order(TERNARY_LAYOUT)])
+
+
+def unpack_triples(packed: np.ndarray, K: int, N: int, group_size: int | None = None) -> np.ndarray:
+    """Inverse of `pack_triples`: q[N, K].  Fields 27-31, which the packer never writes, read as
+    13 (three zero weights), as the kernels read them."""
+    geo = Geometry(K, N, 2, group_size or K)
+    packed = np.asarray(packed, dtype=np.uint8)
+    if packed.shape != geo.packed_shape(TERNARY_LAYOUT):
+        raise ValueError(f"packed has shape {packed.shape}, expected {geo.packed_shape(TERNARY_LAYOUT)}")
+    tile_major = np.empty_like(packed)
+    tile_major[geo.chunk_order(TERNARY_LAYOUT)] = packed
+    bit_of = np.unpackbits(tile_major.reshape(geo.n_tiles, geo.triple_k_steps, 2, 40), axis=-1, bitorder="little")
+    steps = (bit_of.reshape(geo.n_tiles, geo.triple_k_steps, 128, 5) << np.arange(5, dtype=np.uint8)).sum(axis=-1)
+    steps = np.where(steps > 26, 13, steps).astype(np.uint8)
+    channel, triple = _triple_fields(geo)
+    fields = np.empty((geo.n_tiles, TILE_N, geo.triple_k_steps, 4), dtype=np.uint8)
+    fields[:, channel, :, triple] = steps.transpose(2, 0, 1)
+    fields = fields.reshape(geo.N_pad, geo.triple_k_steps, 4)
+    q = np.ones((geo.N_pad, K + 1), dtype=np.uint8)
+    at = geo.triple_k()
+    for d in range(TRIPLE_K):
+        keep = at[..., d] >= 0
+        q[:, at[..., d][keep]] = ((fields // 3**d) % 3)[:, keep]
+    return q[:N, :K]
+
+
 def unpack(packed: np.ndarray, bits: int, K: int, N: int, group_size: int | None = None) -> np.ndarray:
-    """Inverse of `pack` for either layout (told apart by the array's rank): returns q[N, K]."""
+    """Inverse of `pack` for any layout (told apart by the array's shape): returns q[N, K]."""
     geo = Geometry(K, N, bits, group_size or K)
     packed = np.asarray(packed, dtype=np.uint8)
+    if bits == 2 and packed.ndim == 2 and packed.shape[1] == TRIPLE_STEP_BYTES:
+        return unpack_triples(packed, K, N, group_size)
     layout_version = 1 if packed.ndim == 3 else 2
     if packed.shape != geo.packed_shape(layout_version):
         raise ValueError(f"packed has shape {packed.shape}, expected {geo.packed_shape(layout_version)}")
@@ -231,6 +332,11 @@ class QuantizedWeight:
 
     def pack(self, layout_version: int = LAYOUT_VERSION) -> np.ndarray:
         return pack(self.q, self.bits, self.group_size, layout_version)
+
+    @property
+    def ternary(self) -> bool:
+        """Three levels (bits 2, q in 0..2): layout 3 can hold it."""
+        return self.bits == 2 and (self.q.size == 0 or int(self.q.max()) <= 2)
 
 
 def padded_groups(w: np.ndarray, geo: Geometry) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .packing import QUAD_K, QuantizedWeight, Geometry
+from .packing import LAYOUT_VERSION, QUAD_K, TERNARY_LAYOUT, TRIPLE_K, TRIPLE_TABLE_BYTES, Geometry, QuantizedWeight
 
 MIN_BLOCK_EXPONENT = -125  # 2^-E stays a normal float (tables.h)
 MAX_BLOCK_EXPONENT = 126
@@ -74,19 +74,73 @@ def build_tables(a: np.ndarray, geo: Geometry):
     return tables, half_scale, np.ldexp(block_sum, to_row).astype(np.float32), row_exponent
 
 
-def is_symmetric(w: QuantizedWeight) -> bool:
-    """Every zero point the default 2^(bits-1): the constant term is exactly -s/2."""
-    return w.offsets is None and (w.zero_points is None or bool(np.all(w.zero_points == 1 << (w.bits - 1))))
+def build_triple_tables(a: np.ndarray, geo: Geometry):
+    """Layout 3's tables of activation rows a[M, K]: int8 [M, k_steps, 4 triples, 32], half
+    steps and block sums [M, n_blocks] in units of 2^R[m], and R [M].
+
+    Blocks are scaled by 2^-E as for `build_tables`; entry e (0..26) of the table of triple
+    (a0, a1, a2) is ((d0 - 1) a0 + (d1 - 1) a1) + (d2 - 1) a2 with d_i the base-3 digits of e,
+    over the step max_triple((|a0| + |a1|) + |a2|) / 127 of its block, rounded half to even;
+    entries 27-31 are 0.  Positions that pad a block count as activation 0.
+    """
+    M = len(a)
+    block_of_k, _, exponent, scaled = _blocks_scaled(a, geo)
+    at = geo.triple_k()  # [k_steps, 4, 3]
+    with_zero = np.concatenate([scaled, np.zeros((M, 1), np.float32)], axis=1)
+    v = with_zero[:, np.where(at < 0, geo.K_pad, at)]  # [M, k_steps, 4, 3]
+    abs_sum = (np.abs(v[..., 0]) + np.abs(v[..., 1])) + np.abs(v[..., 2])
+    block_of_step = np.repeat(np.arange(geo.n_blocks), [geo.triple_steps_of_block(b) for b in range(geo.n_blocks)])
+    max_triple = np.zeros((M, geo.n_blocks), dtype=np.float32)
+    np.maximum.at(max_triple, (slice(None), block_of_step), abs_sum.max(axis=2))
+    with np.errstate(divide="ignore"):
+        inv = np.where(max_triple > 0, np.float32(127) / max_triple, np.float32(0)).astype(np.float32)
+    block_sum = np.zeros((M, geo.n_blocks), dtype=np.float32)
+    np.add.at(block_sum, (slice(None), block_of_k), scaled)
+    tables = np.zeros((M, len(at), 4, TRIPLE_TABLE_BYTES), dtype=np.int8)
+    inv_s = inv[:, block_of_step][..., None]
+    for e in range(27):
+        c = [np.float32((e // 3**i) % 3 - 1) for i in range(TRIPLE_K)]
+        value = (c[0] * v[..., 0] + c[1] * v[..., 1]) + c[2] * v[..., 2]
+        tables[..., e] = np.clip(np.rint(value * inv_s), -127, 127).astype(np.int8)
+    row_exponent = exponent.max(axis=1)
+    to_row = exponent - row_exponent[:, None]
+    half_scale = np.ldexp(max_triple / np.float32(254), to_row).astype(np.float32)
+    return tables, half_scale, np.ldexp(block_sum, to_row).astype(np.float32), row_exponent
 
 
-def channel_units(w: QuantizedWeight):
+def is_symmetric(w: QuantizedWeight, layout_version: int = LAYOUT_VERSION) -> bool:
+    """No constant term to store: every zero point the default 2^(bits-1) (then it is exactly
+    -s/2), or for layout 3 every zero point given and 1 (then it is 0)."""
+    if w.offsets is not None:
+        return False
+    if layout_version == TERNARY_LAYOUT:
+        return w.zero_points is not None and bool(np.all(w.zero_points == 1))
+    return w.zero_points is None or bool(np.all(w.zero_points == 1 << (w.bits - 1)))
+
+
+def _stored_constant(w: QuantizedWeight, layout_version: int) -> np.ndarray | None:
+    """The constant term the kernels store (fp16), in float32, or None where they store none:
+    s (2^bits - 1) / 2 + o for offsets; layout 3 (weights s (t + 1) - s z, t the ternary digit
+    the tables sum): s + o, or s (1 - z) for zero points (default 2), unless symmetric."""
+    if layout_version == TERNARY_LAYOUT:
+        if is_symmetric(w, layout_version):
+            return None
+        if w.offsets is not None:
+            return w.scales + w.offsets
+        z = w.zero_points if w.zero_points is not None else np.full(w.scales.shape, 1 << (w.bits - 1), np.uint8)
+        return (w.scales * (np.float32(1) - z.astype(np.float32))).astype(np.float32)
+    mid = np.float32(((1 << w.bits) - 1) / 2)
+    return w.scales * mid + w.offsets if w.offsets is not None else None
+
+
+def channel_units(w: QuantizedWeight, layout_version: int = LAYOUT_VERSION):
     """Scales and constants as the kernels keep them (PreparedWeights): s' = fp16 of s / 2^u[n],
     u the channel's unit (its largest |s|, or |constant| where that is stored, in [2^14, 2^15),
     u >= -126); the constant c' is -s'/2 (default zero points), s' ((2^bits - 1) / 2 - z) in
-    fp32 (other zero points: exact), or fp16 of (s (2^bits - 1) / 2 + o) / 2^u (offsets).
-    Returns (s', c', u)."""
+    fp32 (other zero points: exact), or fp16 of (s (2^bits - 1) / 2 + o) / 2^u (offsets); for
+    layout 3, 0 or the fp16 constant of `_stored_constant`.  Returns (s', c', u)."""
     mid = np.float32(((1 << w.bits) - 1) / 2)
-    constant = w.scales * mid + w.offsets if w.offsets is not None else None
+    constant = _stored_constant(w, layout_version)
     max_abs = np.abs(w.scales).max(axis=1)
     if constant is not None:
         max_abs = np.maximum(max_abs, np.abs(constant).max(axis=1))
@@ -99,15 +153,20 @@ def channel_units(w: QuantizedWeight):
     scales = fp16(w.scales)
     if constant is not None:
         return scales, fp16(constant), u
+    if layout_version == TERNARY_LAYOUT:
+        return scales, np.zeros_like(scales), u
     if is_symmetric(w):
         return scales, np.float32(-0.5) * scales, u
     return scales, (scales * (mid - w.zero_points.astype(np.float32))).astype(np.float32), u
 
 
-def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) -> np.ndarray:
+def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None,
+             layout_version: int = LAYOUT_VERSION) -> np.ndarray:
     """LutGemm exactly as the kernels compute it, up to fp32 summation order.  a: [M, K]."""
     geo = w.geometry
     a = np.asarray(a, dtype=np.float32)
+    if layout_version == TERNARY_LAYOUT:
+        return _triple_gemm(a, w, bias)
     tables, half_scale, block_sum, row_exponent = build_tables(a, geo)
     M, n_quads = tables.shape[:2]
     q = np.zeros((w.N, geo.K_pad), dtype=np.uint8)
@@ -127,6 +186,28 @@ def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) 
             total += looked_up.astype(np.int64).sum(axis=2) << p
         g = geo.group_of_block(b)
         y += total * (scales[:, g][None, :] * half_scale[:, b][:, None]) + constant[:, g][None, :] * block_sum[:, b][:, None]
+    return _output(y, row_exponent, u, a, w, bias)
+
+
+def _triple_gemm(a: np.ndarray, w: QuantizedWeight, bias) -> np.ndarray:
+    """Layout 3: per block and channel y' += 2 P s' half_step + c' block_sum, P the sum of the
+    looked-up entries of the channel's triples (t = q - 1 summed by the tables)."""
+    geo = w.geometry
+    tables, half_scale, block_sum, row_exponent = build_triple_tables(a, geo)
+    at = geo.triple_k()
+    q = np.concatenate([w.q, np.ones((w.N, 1), np.uint8)], axis=1)[:, np.where(at < 0, w.K, at)].astype(np.int64)
+    fields = q[..., 0] + 3 * q[..., 1] + 9 * q[..., 2]  # [N, k_steps, 4]
+    scales, constant, u = channel_units(w, TERNARY_LAYOUT)
+    y = np.zeros((len(a), w.N), dtype=np.float64)
+    step0 = 0
+    for b in range(geo.n_blocks):
+        steps = slice(step0, step0 + geo.triple_steps_of_block(b))
+        step0 = steps.stop
+        s_idx = np.arange(steps.start, steps.stop)[:, None]
+        looked_up = tables[:, s_idx, np.arange(4)[None, :], fields[:, steps]]  # [M, N, steps, 4]
+        total = looked_up.astype(np.int64).sum(axis=(2, 3))
+        g = geo.group_of_block(b)
+        y += 2 * total * (scales[:, g][None, :] * half_scale[:, b][:, None]) + constant[:, g][None, :] * block_sum[:, b][:, None]
     return _output(y, row_exponent, u, a, w, bias)
 
 

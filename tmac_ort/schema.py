@@ -55,7 +55,7 @@ def _schema() -> defs.OpSchema:
                 ("N", "output channels"),
                 ("bits", "bits per weight, 1..4"),
                 ("group_size", "weights per scale along K"),
-                ("layout_version", "packed layout version (2: K-chunked; 1: tile by tile)"),
+                ("layout_version", "packed layout version (2: K-chunked; 1: tile by tile; 3: ternary triples)"),
             ]
         ],
     )
