@@ -24,6 +24,8 @@
 
 namespace tmac {
 
+const KernelOps& ScalarKernel();
+
 namespace {
 
 // Items ForTileChunks splits the tiles into (a range each): enough for the pool to balance.
@@ -157,9 +159,15 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
     : quant_(quant),
       nibble_positions_(NibblePositions(int(geo.bits))),
       kernel_(kernel),
-      int8_min_rows_(kernel.gemm_tiles_int8 == nullptr ? 0
-                     : int8_min_rows == kKernelDefault ? kernel.int8_min_rows
-                                                       : int8_min_rows) {
+      build_tables_(!geo.triples                      ? kernel.build_tables
+                    : kernel.build_triple_tables      ? kernel.build_triple_tables
+                                                      : ScalarKernel().build_triple_tables),
+      gemm_tiles_(!geo.triples                ? kernel.gemm_tiles
+                  : kernel.gemm_triple_tiles  ? kernel.gemm_triple_tiles
+                                              : ScalarKernel().gemm_triple_tiles),
+      int8_min_rows_(kernel.gemm_tiles_int8 == nullptr || geo.triples ? 0
+                     : int8_min_rows == kKernelDefault                ? kernel.int8_min_rows
+                                                                      : int8_min_rows) {
   weights_.geo = geo;
   weights_.planes = planes;
   AdviseHugePages(planes, size_t(geo.n_tiles) * geo.k_steps * geo.step_bytes());
@@ -171,15 +179,27 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
   std::vector<float> constant;  // float offsets only
   // The kernels compute sum_k a_k q_k from +-1 planes: q = sum_i 2^i (s_i + 1) / 2, which
   // leaves (2^bits - 1) / 2 * sum_k a_k; fold it with the zero point or offset into one term.
-  const float mid = float((1 << geo.bits) - 1) / 2.f;
+  // Layout 3's tables sum t = q - 1, which leaves 1 * sum_k a_k: zero points of 1 need no
+  // term; any others, and offsets, a stored constant s (1 - z) or s + o (exact in fp16 for
+  // zero points: s' times 0, +-1 or 2).
+  const float mid = geo.triples ? 1.f : float((1 << geo.bits) - 1) / 2.f;
   const int default_zero = 1 << (geo.bits - 1);
+  const int symmetric_zero = geo.triples ? 1 : default_zero;
+  const bool all_symmetric = quant.zero_points == nullptr
+                                 ? !geo.triples
+                                 : std::all_of(quant.zero_points, quant.zero_points + per_group,
+                                               [&](uint8_t z) { return z == symmetric_zero; });
   Offsets kind = Offsets::kSymmetric;
   if (!offsets.empty()) {
     kind = Offsets::kConstants;
     constant.resize(per_group);
     for (size_t i = 0; i < per_group; ++i) constant[i] = scales[i] * mid + offsets[i];
-  } else if (quant.zero_points != nullptr &&
-             std::any_of(quant.zero_points, quant.zero_points + per_group, [&](uint8_t z) { return z != default_zero; })) {
+  } else if (!all_symmetric && geo.triples) {
+    kind = Offsets::kConstants;
+    constant.resize(per_group);
+    for (size_t i = 0; i < per_group; ++i)
+      constant[i] = scales[i] * (1.f - float(quant.zero_points ? quant.zero_points[i] : default_zero));
+  } else if (!all_symmetric) {
     kind = Offsets::kZeroPoints;
   }
   weights_.offsets = kind;
@@ -288,8 +308,8 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
   thread_local std::vector<float> block_info;
   thread_local std::vector<int32_t> block_exponent;
   thread_local std::vector<double> row_scale;
-  const size_t table_row = size_t(g.k_steps) * 2 * kTableBytes;
-  tables.resize(table_row * rows);
+  const size_t table_row = size_t(g.k_steps) * g.table_step_bytes();
+  tables.resize(table_row * rows + 63);
   block_info.resize(size_t(2) * g.n_blocks * rows);
   block_exponent.resize(size_t(g.n_blocks) * rows);
   row_scale.resize(size_t(rows));
@@ -298,11 +318,13 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
   float* block_sum = block_info.data() + g.n_blocks * rows;
   int32_t* exponents = block_exponent.data();
   double* row_scales = row_scale.data();
-  int8_t* tables_data = tables.data();
+  // 64-byte aligned: layout 3's kernels load a step's tables as two zmm, and a load that
+  // crosses a cache line takes two (Zen 4, 4096x4096 in cache: NN us against NN).
+  int8_t* tables_data = tables.data() + (-reinterpret_cast<uintptr_t>(tables.data()) & 63);
   auto build_row = [&](size_t m) {
     const size_t at = m * size_t(g.n_blocks);
     const RowTables row{tables_data + m * table_row, half_scale + at, block_sum + at, exponents + at};
-    finite[m] = kernel_.build_tables(g, a + m * g.K, row);
+    finite[m] = build_tables_(g, a + m * g.K, row);
     row_scales[m] = ToRowUnits(g.n_blocks, row.block_exponent, row.half_scale, row.block_sum);
   };
   if (rows == 1) {
@@ -312,7 +334,7 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
   }
   const ActivationTables act{rows, tables_data, half_scale, block_sum, row_scales};
   if (rows > 1 || g.n_chunks() == 1) {
-    ForTileChunks(parallel, [&](int64_t begin, int64_t end) { kernel_.gemm_tiles(weights_, act, begin, end, out); });
+    ForTileChunks(parallel, [&](int64_t begin, int64_t end) { gemm_tiles_(weights_, act, begin, end, out); });
     return;
   }
   // One row of layout-2 weights: K-chunk by K-chunk, every tile's part of a chunk before the
@@ -340,7 +362,7 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
     for (int64_t c = c_begin; c < c_end; ++c) {
       p.block_begin = c * g.chunk_blocks();
       p.block_end = std::min(g.n_blocks, p.block_begin + g.chunk_blocks());
-      kernel_.gemm_tiles(weights_, act, tile_begin, tile_end, p);
+      gemm_tiles_(weights_, act, tile_begin, tile_end, p);
     }
   };
   if (!split) {  // one call per chunk (the last chunk writes y)

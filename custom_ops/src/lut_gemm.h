@@ -73,7 +73,11 @@ class LutGemm {
   QuantParams quant_;
   NibbleMap nibble_positions_;  // for Dequantized
   const KernelOps& kernel_;
-  int64_t int8_min_rows_;  // 0: no int8 path
+  // The lookup path's two functions: the kernel's, or for layout 3 its triple functions (the
+  // scalar kernel's where it has none).
+  decltype(KernelOps::build_tables) build_tables_;
+  decltype(KernelOps::gemm_tiles) gemm_tiles_;
+  int64_t int8_min_rows_;  // 0: no int8 path (nor for layout 3)
   mutable std::atomic<int64_t> pool_threads_{0};  // 0: not probed yet
 };
 

@@ -125,9 +125,9 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
   if (!node.ReadInt("K", &K, error) || !node.ReadInt("N", &N, error) || !node.ReadInt("bits", &bits, error) ||
       !node.ReadInt("group_size", &group_size, error) || !node.ReadInt("layout_version", &layout_version, error))
     return nullptr;
-  if (layout_version < kOldestLayoutVersion || layout_version > kLayoutVersion) {
+  if (layout_version < kOldestLayoutVersion || layout_version > kNewestLayoutVersion) {
     *error = node.Error("layout_version " + std::to_string(layout_version) + " is not supported (this library reads " +
-                        std::to_string(kOldestLayoutVersion) + " to " + std::to_string(kLayoutVersion) + ")");
+                        std::to_string(kOldestLayoutVersion) + " to " + std::to_string(kNewestLayoutVersion) + ")");
     return nullptr;
   }
   Geometry geo;
@@ -143,7 +143,7 @@ std::unique_ptr<LutGemm> CreateGemm(const NodeReader& node, const KernelOps& ker
     *error = node.Error("packed_weights and scales inputs are required");
     return nullptr;
   }
-  // layout 1: [tile][step][byte]; layout 2: [step in storage order][byte] (chunk by chunk)
+  // layout 1: [tile][step][byte]; layouts 2 and 3: [step in storage order][byte] (chunk by chunk)
   const Shape planes_shape = layout_version == 1 ? Shape{geo.n_tiles, geo.k_steps, geo.step_bytes()}
                                                  : Shape{geo.n_tiles * geo.k_steps, geo.step_bytes()};
   if (!node.ReadConstant(kPackedWeights, "packed_weights", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, planes_shape,

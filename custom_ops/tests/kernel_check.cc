@@ -106,13 +106,15 @@ std::string Check(const Case& c, const std::vector<float>& y, const std::vector<
   const int levels = (1 << g.bits) - 1;
   for (int64_t m = 0; m < c.M; ++m) {
     const float* a = &c.a[m * g.K];
-    // table bound per block: n_quads * step / 2 * levels / 2 * |s|
+    // table bound per block: n_quads * step / 2 * levels / 2 * |s|; layout 3: n_triples * step
+    // / 2 * |s| (every weight is -1, 0 or +1 times s there), the step over the block's triples
     std::vector<double> block_step(size_t(g.n_blocks), 0.0), block_quads(size_t(g.n_blocks), 0.0);
     std::vector<double> int8_step(size_t(g.n_blocks), 0.0);
-    for (int64_t k = 0; k < g.K_pad; k += 4) {
+    const auto finite_abs = [&](int64_t k) { return k < g.K && std::isfinite(a[k]) ? std::fabs(double(a[k])) : 0.0; };
+    for (int64_t k = 0; k < g.K_pad && !g.triples; k += 4) {
       double quad = 0;
       for (int j = 0; j < 4; ++j) {
-        const double v = k + j < g.K && std::isfinite(a[k + j]) ? std::fabs(double(a[k + j])) : 0.0;
+        const double v = finite_abs(k + j);
         quad += v;
         int8_step[k / g.block_k] = std::max(int8_step[k / g.block_k], v / 127);
       }
@@ -120,6 +122,16 @@ std::string Check(const Case& c, const std::vector<float>& y, const std::vector<
       block_step[b] = std::max(block_step[b], quad / 127);
       block_quads[b] += 1;
     }
+    for (int64_t b = 0; b < g.n_blocks && g.triples; ++b) {
+      const int64_t end = std::min((b + 1) * g.block_k, g.K);
+      for (int64_t k = b * g.block_k; k < end; k += tmac::kTripleK) {
+        double triple = 0;
+        for (int64_t d = k; d < std::min(k + tmac::kTripleK, end); ++d) triple += finite_abs(d);
+        block_step[b] = std::max(block_step[b], triple / 127);
+        block_quads[b] += 1;
+      }
+    }
+    const double levels_factor = g.triples ? 1.0 : levels / 2.0;
     for (int64_t n = 0; n < g.N; ++n) {
       double exact = 0, magnitude = 0, bound = 0;
       bool nan = false;
@@ -143,7 +155,7 @@ std::string Check(const Case& c, const std::vector<float>& y, const std::vector<
         magnitude += std::fabs(double(a[k])) * (s * levels * 1.5 + o);
       }
       for (int64_t b = 0; b < g.n_blocks; ++b)
-        bound += block_quads[b] * block_step[b] / 2 * levels / 2 *
+        bound += block_quads[b] * block_step[b] / 2 * levels_factor *
                  std::fabs(double(c.scales[n * g.n_groups + g.group_of_block(b)]));
       if (int8) bound = int8_bound * (1 + std::ldexp(1.0, -8));
       bound += std::ldexp(magnitude, -10) + std::ldexp(1.0, -140);
@@ -169,20 +181,32 @@ std::string Check(const Case& c, const std::vector<float>& y, const std::vector<
 // sums may differ by fp32 summation order).
 std::string CheckTables(const Case& c, const tmac::KernelOps& ops) {
   const Geometry& g = c.geo;
-  const size_t table_bytes = size_t(g.k_steps) * 32, blocks = size_t(g.n_blocks);
+  if (g.triples && ops.build_triple_tables == nullptr) return "";  // (the scalar kernel's are taken)
+  const auto build = g.triples ? ops.build_triple_tables : ops.build_tables;
+  const auto portable = g.triples ? tmac::BuildTripleTablesPortable : tmac::BuildTablesPortable;
+  const size_t table_bytes = size_t(g.k_steps * g.table_step_bytes()), blocks = size_t(g.n_blocks);
   std::vector<int8_t> t1(table_bytes), t2(table_bytes);
   std::vector<float> hs1(blocks), hs2(blocks), bs1(blocks), bs2(blocks);
   std::vector<int32_t> e1(blocks), e2(blocks);
   for (int64_t m = 0; m < c.M; ++m) {
     const float* a = &c.a[m * g.K];
-    const bool f1 = ops.build_tables(g, a, {t1.data(), hs1.data(), bs1.data(), e1.data()});
-    const bool f2 = tmac::BuildTablesPortable(g, a, {t2.data(), hs2.data(), bs2.data(), e2.data()});
+    const bool f1 = build(g, a, {t1.data(), hs1.data(), bs1.data(), e1.data()});
+    const bool f2 = portable(g, a, {t2.data(), hs2.data(), bs2.data(), e2.data()});
     if (f1 != f2 || t1 != t2 || hs1 != hs2 || e1 != e2) return "tables differ from the portable builder's, row " + std::to_string(m);
   }
   return "";
 }
 
-enum class Quant { kSymmetric, kZeroPoints, kOffsets };
+// kTernary: zero points all 1 (ternary weights -s, 0, +s; layout 3's symmetric case).
+enum class Quant { kSymmetric, kZeroPoints, kOffsets, kTernary };
+
+// Layout 3: every field of every step the given value (26: three weights q = 2).
+void FillTriples(std::vector<uint8_t>& planes, int field) {
+  for (size_t half = 0; half < planes.size() / 40; ++half)
+    for (int lane = 0; lane < 64; ++lane)
+      for (int bit = 0; bit < 5; ++bit)
+        if (field >> bit & 1) planes[half * 40 + size_t(5 * lane + bit) / 8] |= uint8_t(1 << ((5 * lane + bit) % 8));
+}
 
 Case Make(const std::string& name, int64_t K, int64_t N, int bits, int64_t group, int64_t M, Quant quant,
           double a_scale = 1.0, double s_scale = 0.02, bool all_max = false, bool positive = false,
@@ -195,13 +219,14 @@ Case Make(const std::string& name, int64_t K, int64_t N, int bits, int64_t group
   }
   c.M = M;
   c.planes.resize(size_t(c.geo.n_tiles * c.geo.tile_bytes()));
-  for (auto& b : c.planes) b = all_max ? 0xff : uint8_t(rng());
+  for (auto& b : c.planes) b = all_max ? (c.geo.triples ? 0 : 0xff) : uint8_t(rng());
+  if (all_max && c.geo.triples) FillTriples(c.planes, 26);
   const size_t per_group = size_t(N * c.geo.n_groups);
   c.scales.resize(per_group);
   for (auto& s : c.scales) s = float(s_scale * Uniform(0.5, 1.0));
-  if (quant == Quant::kZeroPoints || all_max) {
+  if (quant == Quant::kZeroPoints || quant == Quant::kTernary || all_max) {
     c.zero_points.resize(per_group);
-    for (auto& z : c.zero_points) z = all_max ? 0 : uint8_t(rng() % (1u << bits));
+    for (auto& z : c.zero_points) z = all_max ? 0 : quant == Quant::kTernary ? 1 : uint8_t(rng() % (1u << bits));
   } else if (quant == Quant::kOffsets) {
     c.offsets.resize(per_group);
     for (auto& o : c.offsets) o = float(s_scale * Normal());
@@ -244,6 +269,36 @@ std::vector<Case> Cases() {
           cases.push_back(Make("layout " + std::to_string(layout) + " K 2200 bits " + std::to_string(bits) +
                                    " group " + std::to_string(group) + " M " + std::to_string(M),
                                2200, 300, bits, group, M, Quant::kZeroPoints, 1.0, 0.02, false, false, layout));
+  // Layout 3 (ternary triples, bits 2): random fields (27-31 read as 13), every quantisation,
+  // blocks padded to whole steps, several K-chunks, the limits.
+  constexpr int kTriples = tmac::kTernaryLayout;
+  const Quant triple_quants[] = {Quant::kTernary, Quant::kSymmetric, Quant::kZeroPoints, Quant::kOffsets};
+  for (int64_t group : {32, 96, 128, 256, 512, 2200})
+    for (Quant q : triple_quants)
+      for (int64_t M : {1, 3})
+        cases.push_back(Make("layout 3 K 2200 group " + std::to_string(group) + " quant " + std::to_string(int(q)) +
+                                 " M " + std::to_string(M),
+                             2200, 100, 2, group, M, q, 1.0, 0.02, false, false, kTriples));
+  cases.push_back(Make("layout 3 short K 1001/64", 1001, 40, 2, 64, 2, Quant::kTernary, 1.0, 0.02, false, false, kTriples));
+  for (int64_t group : {128, 32768})
+    cases.push_back(Make("layout 3 K 32768 all-max, group " + std::to_string(group), 32768, 32, 2, group, 1,
+                         Quant::kZeroPoints, 1.0, 1.0, true, true, kTriples));
+  cases.push_back(Make("layout 3 all-max positive group 256", 512, 40, 2, 256, 2, Quant::kZeroPoints, 1.0, 1.0, true,
+                       true, kTriples));
+  for (double a_scale : {1e-45, 1e-38, 1e30, 1e38})
+    cases.push_back(Make("layout 3 activations x " + std::to_string(a_scale), 256, 48, 2, 64, 2, Quant::kTernary,
+                         a_scale, a_scale > 1 ? 1e-5 : 1.0, false, false, kTriples));
+  for (double s_scale : {0.0, 1e-44, 1e-20, 1e30})
+    for (Quant q : triple_quants)
+      cases.push_back(Make("layout 3 scales x " + std::to_string(s_scale), 256, 48, 2, 64, 2, q, 1.0, s_scale, false,
+                           false, kTriples));
+  for (int kind = 0; kind < 3; ++kind) {
+    Case c = Make("layout 3 non-finite activation " + std::to_string(kind), 256, 40, 2, 64, 2, Quant::kTernary, 1.0,
+                  0.02, false, false, kTriples);
+    c.a[50] = kind == 0 ? INFINITY : kind == 1 ? -INFINITY : NAN;
+    if (kind == 1) c.a[200] = INFINITY;
+    cases.push_back(c);
+  }
   for (double a_scale : {1e-45, 1e-38, 1e-37, 1e30, 1e38})
     cases.push_back(Make("activations x " + std::to_string(a_scale), 256, 48, 4, 64, 2, Quant::kZeroPoints, a_scale,
                          a_scale > 1 ? 1e-5 : 1.0));
@@ -301,8 +356,10 @@ int main(int argc, char** argv) {
     for (bool int8 : {false, true}) {
       if (int8 && ops.gemm_tiles_int8 == nullptr) continue;
       const std::string name = std::string(kernels[i].name) + (int8 ? "+int8" : "");
-      int ok = 0;
+      int ok = 0, run = 0;
       for (const Case& c : cases) {
+        if (int8 && c.geo.triples) continue;  // (layout 3 has no int8 path: LutGemm takes the lookups)
+        ++run;
         std::string why = int8 ? "" : CheckTables(c, ops);
         const std::vector<float> y_scalar = RunKernel(c, *scalar);
         if (why.empty()) why = Check(c, RunKernel(c, ops, int8), y_scalar, int8);
@@ -317,7 +374,7 @@ int main(int argc, char** argv) {
         }
       }
       passed += ok;
-      std::printf("%-15s %d of %zu cases within the bounds\n", name.c_str(), ok, cases.size());
+      std::printf("%-15s %d of %d cases within the bounds\n", name.c_str(), ok, run);
     }
   }
   std::printf("%d passed, %d failed\n", passed, failed);

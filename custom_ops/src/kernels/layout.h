@@ -1,4 +1,5 @@
-// The packed bit-plane layout of LutGemm weights, versions 1 and 2.
+// The packed layout of LutGemm weights: bit planes (versions 1 and 2) and ternary triples
+// (version 3).
 // docs/packed-format.md is the specification; tmac_ort/packing.py is the one packer.
 // Everything here is plain arithmetic so that the scalar kernel, the SIMD kernels and
 // the op's validation agree on sizes and positions.
@@ -13,12 +14,22 @@ namespace tmac {
 
 constexpr int kLayoutVersion = 2;      // what the packer writes; version 1 is still read
 constexpr int kOldestLayoutVersion = 1;
+constexpr int kTernaryLayout = 3;      // ternary weights as base-3 triples, written on request
+constexpr int kNewestLayoutVersion = kTernaryLayout;
 constexpr int kTileN = 32;          // output channels per tile
 constexpr int kStepK = 8;           // reduction elements per step: two quads of four
 constexpr int kQuadK = 4;           // activations per lookup table
 constexpr int kTableBytes = 16;     // int8 entries per lookup table
 constexpr int kMaxBlockK = 256;     // longest run of K summed in int16 before flushing to fp32
 constexpr int kChunkK = 512;        // layout 2: K per chunk, rounded down to whole blocks
+// Layout 3: a step is 12 k, four triples of three k, for 32 channels: two halves of 16
+// channels, each 64 five-bit fields (lane 4c + j: channel c, triple j) in 40 bytes.  A triple's
+// table has 32 int8 entries (27 used), so a step's tables are 128 bytes.
+constexpr int kTripleK = 3;
+constexpr int kTripleStepK = 12;
+constexpr int kTripleStepBytes = 80;
+constexpr int kTripleTableBytes = 32;
+constexpr int kTripleFields = 27;  // 3^3; fields 27-31 read as 13, three zero weights
 
 // Geometry of one LutGemm weight, derived from the node attributes.
 struct Geometry {
@@ -29,10 +40,13 @@ struct Geometry {
   int64_t n_tiles = 0, k_steps = 0;
   int64_t n_groups = 0;
   int64_t block_k = 0, n_blocks = 0;  // table-quantisation / int16-accumulation blocks
+  bool triples = false;  // layout 3: steps of four ternary triples (else of two quads)
   // Layout 2 stores the planes K-chunk by K-chunk (every tile's steps of a chunk, then the
   // next chunk); layout 1 is one chunk of all k_steps.  Chunks hold whole blocks.
   int64_t chunk_steps = 0;
-  int64_t step_bytes() const { return int64_t(kTileN) * bits; }
+  int64_t step_bytes() const { return triples ? kTripleStepBytes : int64_t(kTileN) * bits; }
+  // Table bytes per step of one activation row: two quads' or four triples' tables.
+  int64_t table_step_bytes() const { return triples ? 4 * kTripleTableBytes : 2 * kTableBytes; }
   int64_t tile_bytes() const { return k_steps * step_bytes(); }  // one tile's steps, all chunks
   int64_t n_chunks() const { return (k_steps + chunk_steps - 1) / chunk_steps; }
   // Blocks per chunk (layout 1's one chunk: all of them, the last maybe short).
@@ -44,8 +58,9 @@ struct Geometry {
   // holds whole groups, chunk by chunk as the planes (a tile's groups of a chunk together).
   // (Two divisions: a kernel should step through entries rather than call this per block.)
   int64_t group_entry(int64_t t, int64_t grp) const {
-    if (chunk_steps == k_steps || (chunk_steps * kStepK) % group_size) return t * n_groups + grp;
-    const int64_t per_chunk = chunk_steps * kStepK / group_size, first = grp / per_chunk * per_chunk;
+    const int64_t chunk_k = chunk_blocks() * block_k;
+    if (chunk_steps == k_steps || chunk_k % group_size) return t * n_groups + grp;
+    const int64_t per_chunk = chunk_k / group_size, first = grp / per_chunk * per_chunk;
     return first * n_tiles + t * std::min(per_chunk, n_groups - first) + (grp - first);
   }
   // Step s of tile t; steps s.. of the same chunk follow it.
@@ -53,7 +68,8 @@ struct Geometry {
     const int64_t c = s / chunk_steps;
     return (c * n_tiles * chunk_steps + t * chunk_length(c) + (s - c * chunk_steps)) * step_bytes();
   }
-  int64_t block_steps() const { return block_k / kStepK; }
+  // Steps of a whole block (layout 3: the block padded with zero weights to whole steps).
+  int64_t block_steps() const { return triples ? (block_k + kTripleStepK - 1) / kTripleStepK : block_k / kStepK; }
   int64_t group_of_block(int64_t b) const { return (b * block_k) / group_size; }
   // Blocks never straddle groups: a group is one block, a whole number of blocks, or the row
   // (the last group may have fewer blocks).
@@ -127,9 +143,10 @@ struct StepOfTiles {
 // Fills `g` from K, N, bits and group size; returns nullptr or a message saying what is wrong.
 inline const char* MakeGeometry(int64_t K, int64_t N, int64_t bits, int64_t group_size, Geometry* g,
                                 int64_t layout_version = kLayoutVersion) {
-  if (layout_version < kOldestLayoutVersion || layout_version > kLayoutVersion)
-    return "layout_version must be 1 or 2";
+  if (layout_version < kOldestLayoutVersion || layout_version > kNewestLayoutVersion)
+    return "layout_version must be 1, 2 or 3";
   if (bits < 1 || bits > 4) return "bits must be 1, 2, 3 or 4";
+  if (layout_version == kTernaryLayout && bits != 2) return "layout 3 holds ternary weights: bits must be 2";
   if (K <= 0 || N <= 0) return "K and N must be positive";
   if (K > (int64_t(1) << 31) || N > (int64_t(1) << 31)) return "K and N must be below 2^31";
   if (group_size <= 0) return "group_size must be positive";
@@ -156,7 +173,12 @@ inline const char* MakeGeometry(int64_t K, int64_t N, int64_t bits, int64_t grou
   g->n_groups = (K + group_size - 1) / group_size;
   g->block_k = block_k;
   g->n_blocks = (g->K_pad + block_k - 1) / block_k;
-  g->chunk_steps = layout_version == 1 ? g->k_steps : std::max<int64_t>(1, kChunkK / block_k) * block_k / kStepK;
+  g->triples = layout_version == kTernaryLayout;
+  if (g->triples) {  // every block's k below K in whole steps; the last block may be shorter
+    const int64_t last = K - (g->n_blocks - 1) * block_k;
+    g->k_steps = (g->n_blocks - 1) * g->block_steps() + (last + kTripleStepK - 1) / kTripleStepK;
+  }
+  g->chunk_steps = layout_version == 1 ? g->k_steps : std::max<int64_t>(1, kChunkK / block_k) * g->block_steps();
   return nullptr;
 }
 
@@ -192,8 +214,27 @@ inline NibbleMap NibblePositions(int bits) {
   return where;
 }
 
+// Layout 3: the field of channel c (0..31) and triple j (0..3) in a step's 80 bytes.
+inline int TripleField(const uint8_t* step, int c, int j) {
+  const int bit = 5 * (4 * (c % 16) + j), at = 40 * (c / 16) + bit / 8;
+  const int two_bytes = step[at] | (bit % 8 > 3 ? step[at + 1] << 8 : 0);  // (a field spans two bytes only then)
+  const int field = (two_bytes >> (bit % 8)) & 31;
+  return field < kTripleFields ? field : 13;
+}
+
+// Layout 3: q[n, k] (0, 1, 2) read back from the triples.
+inline int TripleQuantAt(const Geometry& g, const uint8_t* planes, int64_t n, int64_t k) {
+  const int64_t b = k / g.block_k, in_block = k - b * g.block_k;
+  const int64_t s = b * g.block_steps() + in_block / kTripleStepK;
+  const int j = int(in_block % kTripleStepK) / kTripleK, digit = int(in_block % kTripleK);
+  int field = TripleField(planes + g.step_offset(n / kTileN, s), int(n % kTileN), j);
+  for (int i = 0; i < digit; ++i) field /= 3;
+  return field % 3;
+}
+
 // q[n, k] (0 .. 2^bits - 1) read back from the packed planes; `where` is NibblePositions(bits).
 inline int QuantAt(const Geometry& g, const uint8_t* planes, const NibbleMap& where, int64_t n, int64_t k) {
+  if (g.triples) return TripleQuantAt(g, planes, n, k);
   const uint8_t* step = planes + g.step_offset(n / kTileN, k / kStepK);
   const int lane = int(k % kStepK) / kQuadK, bit = int(k % kQuadK);
   int q = 0;

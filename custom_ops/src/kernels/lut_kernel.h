@@ -12,6 +12,7 @@ namespace tmac {
 // How a group's constant term c' (below) is had.
 enum class Offsets : uint8_t {
   kSymmetric,   // every zero point is the default 2^(bits-1): c' = -s'/2, nothing stored
+                // (layout 3: every zero point 1, c' = 0)
   kZeroPoints,  // integer zero points z: c' = s' ((2^bits - 1) / 2 - z), z stored as nibbles
   kConstants,   // float offsets: c' stored (fp16)
 };
@@ -44,6 +45,7 @@ struct PreparedWeights {
 
 // Where one activation row's tables go (build_tables writes them).
 //   tables         [k_steps][32]  int8: table of quad 2s in bytes 0..15, quad 2s+1 in 16..31
+//                  (layout 3: [k_steps][4][32], the step's four triples' tables)
 //   half_scale     [n_blocks]     table quantisation step / 2, in units of 2^E[b]
 //   block_sum      [n_blocks]     sum of the block's finite activations, in units of 2^E[b]
 //   block_exponent [n_blocks]     E[b] (see tables.h)
@@ -132,6 +134,13 @@ struct KernelOps {
                      int64_t tile_end, const OutputRows& out);
   void (*half_to_float)(const uint16_t* src, float* dst, size_t n);
   void (*float_to_half)(const float* src, uint16_t* dst, size_t n);
+  // Layout 3 (ternary triples), or null where the kernel has none (the driver then takes the
+  // scalar kernel's).  The tile kernels sum, per block and channel, P = the looked-up entries
+  // of the channel's triples, and Y' += 2 P s' half_scale + c' block_sum (c' = 0 for
+  // Offsets::kSymmetric, which layout 3 uses for zero points of 1; else kConstants).
+  bool (*build_triple_tables)(const Geometry& geo, const float* a, const RowTables& out) = nullptr;
+  void (*gemm_triple_tiles)(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
+                            int64_t tile_end, const OutputRows& out) = nullptr;
   // The int8 path, or null where the kernel has none.  quantize_row returns false when the
   // row holds a NaN or an infinity (counted as 0, as build_tables does).
   bool (*quantize_row)(const Geometry& geo, const float* a, const Int8Row& out) = nullptr;

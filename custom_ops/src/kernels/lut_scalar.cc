@@ -132,6 +132,50 @@ void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int6
   }
 }
 
+// Layout 3: per block and channel the sum of its triples' entries, in int32 (at most 22 steps
+// x 4 triples x 127 per block).
+void GemmTriplesScalar(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
+                       const OutputRows& out) {
+  const Geometry& g = w.geo;
+  for (int64_t t = tile_begin; t < tile_end; ++t) {
+    for (int64_t m = 0; m < act.rows; ++m) {
+      const int8_t* tables = act.tables + m * g.k_steps * g.table_step_bytes();
+      float* carry = out.carry ? out.carry + t * kTileN : nullptr;
+      const int64_t b_begin = carry ? out.block_begin : 0, b_end = carry ? out.block_end : g.n_blocks;
+      float y[kTileN] = {};
+      if (b_begin > 0) std::copy(carry, carry + kTileN, y);
+      for (int64_t b = b_begin; b < b_end; ++b) {
+        int32_t acc[kTileN] = {};
+        const int64_t s_begin = b * g.block_steps(), s_end = std::min(s_begin + g.block_steps(), g.k_steps);
+        const uint8_t* block = w.planes + g.step_offset(t, s_begin);
+        for (int64_t s = s_begin; s < s_end; ++s) {
+          const uint8_t* step = block + (s - s_begin) * g.step_bytes();
+          const int8_t* step_tables = tables + s * g.table_step_bytes();
+          for (int c = 0; c < kTileN; ++c)
+            for (int j = 0; j < 4; ++j) acc[c] += step_tables[j * kTripleTableBytes + TripleField(step, c, j)];
+        }
+        const int64_t at = g.group_entry(t, g.group_of_block(b)) * kTileN;
+        const float hs = act.half_scale[m * g.n_blocks + b];
+        const float block_sum = act.block_sum[m * g.n_blocks + b];
+        for (int c = 0; c < kTileN; ++c) {
+          const float s = HalfToFloat(w.scale[at + c]);
+          const float constant = w.offsets == Offsets::kSymmetric ? 0.f : HalfToFloat(w.constant[size_t(at + c)]);
+          y[c] += float(2 * acc[c]) * (s * hs) + constant * block_sum;
+        }
+      }
+      if (carry && (b_end < g.n_blocks || !out.y)) {
+        std::copy(y, y + kTileN, carry);
+        continue;
+      }
+      for (int c = 0; c < kTileN && t * kTileN + c < g.N; ++c) {
+        const int64_t n = t * kTileN + c;
+        const float scaled = float(double(y[c]) * act.row_scale[m] * w.channel_scale[n]);
+        out.y[m * out.ldy + n] = scaled + (out.bias ? out.bias[n] : 0.f);
+      }
+    }
+  }
+}
+
 void HalfToFloatScalar(const uint16_t* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = HalfToFloat(src[i]);
 }
@@ -143,7 +187,12 @@ void FloatToHalfScalar(const float* src, uint16_t* dst, size_t n) {
 }  // namespace
 
 const KernelOps& ScalarKernel() {
-  static const KernelOps ops = {BuildTablesPortable, GemmTilesScalar, HalfToFloatScalar, FloatToHalfScalar};
+  static const KernelOps ops = [] {
+    KernelOps o{BuildTablesPortable, GemmTilesScalar, HalfToFloatScalar, FloatToHalfScalar};
+    o.build_triple_tables = BuildTripleTablesPortable;
+    o.gemm_triple_tiles = GemmTriplesScalar;
+    return o;
+  }();
   return ops;
 }
 

@@ -154,5 +154,88 @@ inline bool BuildTablesPortable(const Geometry& g, const float* a, const RowTabl
   return finite;
 }
 
+// ---------------------------------------------------------------------------------------
+// Layout 3: ternary triples.  For the triple (a0, a1, a2) and a field e = d0 + 3 d1 + 9 d2
+// (digits 0..2, weight t_i = d_i - 1), the table holds
+//     T[e] = ((d0 - 1) a0 + (d1 - 1) a1) + (d2 - 1) a2
+// summed left to right, 27 entries (28-31 are 0: the fields the packer never writes read as
+// 13, whose entry is 0 too).  T[26 - e] = -T[e], so 13 are computed and mirrored.  The block's
+// step is max over its triples of (|a0| + |a1|) + |a2|, divided by 127; a block is padded to
+// whole steps of 12 k with activations 0 (its weights there are 0).
+
+inline float TripleAbsSum(float v0, float v1, float v2) { return (std::fabs(v0) + std::fabs(v1)) + std::fabs(v2); }
+
+// The first k of step s (within block b, whose first step is s0) and triple j.
+inline int64_t TripleStart(const Geometry& g, int64_t b, int64_t s_in_block, int j) {
+  return b * g.block_k + s_in_block * kTripleStepK + int64_t(j) * kTripleK;
+}
+
+// Steps of block b (the last block may be shorter).
+inline int64_t TripleStepsOfBlock(const Geometry& g, int64_t b) {
+  return std::min(g.block_steps(), g.k_steps - b * g.block_steps());
+}
+
+// Activation k of block b scaled, 0 where it pads the block, lies beyond K or is not finite.
+inline float TripleActivation(const Geometry& g, const float* a, int64_t b, int64_t k, float scale) {
+  const int64_t end = std::min((b + 1) * g.block_k, g.K);
+  return k < end && IsFinite(a[k]) ? a[k] * scale : 0.f;
+}
+
+// Block b's statistics for layout 3: as ComputeBlockStats, with the step taken over triples.
+inline BlockStats ComputeTripleBlockStats(const Geometry& g, const float* a, int64_t b, const RowTables& out) {
+  const int64_t k0 = b * g.block_k;
+  const int64_t k_end = std::min(k0 + g.block_k, g.K);
+  float max_abs = 0.f;
+  bool finite = true;
+  for (int64_t k = k0; k < k_end; ++k) {
+    const float v = std::fabs(a[k]);
+    finite = finite && IsFinite(v);
+    max_abs = IsFinite(v) && v > max_abs ? v : max_abs;
+  }
+  const int exponent = BlockExponent(max_abs);
+  const float scale = PowerOfTwo(-exponent);
+  float sum = 0.f, max_triple = 0.f;
+  for (int64_t k = k0; k < k_end; ++k) sum += TripleActivation(g, a, b, k, scale);
+  for (int64_t s = 0; s < TripleStepsOfBlock(g, b); ++s)
+    for (int j = 0; j < 4; ++j) {
+      const int64_t k = TripleStart(g, b, s, j);
+      max_triple = std::max(max_triple, TripleAbsSum(TripleActivation(g, a, b, k, scale), TripleActivation(g, a, b, k + 1, scale),
+                                                     TripleActivation(g, a, b, k + 2, scale)));
+    }
+  return FinishBlockStats(g, b, exponent, max_triple, sum, finite, out);
+}
+
+// One triple's 32 entries from its scaled activations.
+inline void QuantizeTriplePortable(const float v[kTripleK], float inv_step, int8_t* t) {
+  for (int e = 0; e < kTripleTableBytes; ++e) t[e] = 0;
+  for (int e = 0; e < 13; ++e) {
+    float x = float(e % 3 - 1) * v[0];
+    x += float(e / 3 % 3 - 1) * v[1];
+    x += float(e / 9 - 1) * v[2];
+    const float q = std::min(127.f, std::max(-127.f, std::nearbyint(x * inv_step)));
+    t[e] = static_cast<int8_t>(q);
+    t[26 - e] = static_cast<int8_t>(-q);
+  }
+}
+
+inline bool BuildTripleBlockPortable(const Geometry& g, const float* a, int64_t b, const RowTables& out) {
+  const BlockStats st = ComputeTripleBlockStats(g, a, b, out);
+  int8_t* tables = out.tables + b * g.block_steps() * g.table_step_bytes();
+  for (int64_t s = 0; s < TripleStepsOfBlock(g, b); ++s)
+    for (int j = 0; j < 4; ++j) {
+      const int64_t k = TripleStart(g, b, s, j);
+      const float v[kTripleK] = {TripleActivation(g, a, b, k, st.scale), TripleActivation(g, a, b, k + 1, st.scale),
+                                 TripleActivation(g, a, b, k + 2, st.scale)};
+      QuantizeTriplePortable(v, st.inv_step, tables + s * g.table_step_bytes() + j * kTripleTableBytes);
+    }
+  return st.finite;
+}
+
+inline bool BuildTripleTablesPortable(const Geometry& g, const float* a, const RowTables& out) {
+  bool finite = true;
+  for (int64_t b = 0; b < g.n_blocks; ++b) finite = BuildTripleBlockPortable(g, a, b, out) && finite;
+  return finite;
+}
+
 }  // namespace
 }  // namespace tmac
