@@ -39,8 +39,10 @@ case "${1:-native}" in
       "$cxx" -std=c++17 -O2 -c -mavx2 -mfma -mf16c -DTMAC_HAVE_AVX2=1 -I"$src" "$src/kernels/lut_avx2.cc" -o "$out/lut_avx2.o"
       "$cxx" -std=c++17 -O2 -c -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi -mgfni \
         -DTMAC_HAVE_AVX2=1 -I"$src" "$src/kernels/lut_avx512vnni.cc" -o "$out/lut_avx512vnni.o"
-      objs=("$out/lut_avx2.o" "$out/lut_avx512vnni.o" -DTMAC_HAVE_AVX2=1)
-      no_weak_symbols "${NM:-nm}" "$out/lut_avx2.o" "$out/lut_avx512vnni.o"
+      "$cxx" -std=c++17 -O2 -c -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi -mgfni \
+        -DTMAC_HAVE_AVX2=1 -I"$src" "$src/kernels/lut_avx512vnni_triples.cc" -o "$out/lut_avx512vnni_triples.o"
+      objs=("$out/lut_avx2.o" "$out/lut_avx512vnni.o" "$out/lut_avx512vnni_triples.o" -DTMAC_HAVE_AVX2=1)
+      no_weak_symbols "${NM:-nm}" "$out/lut_avx2.o" "$out/lut_avx512vnni.o" "$out/lut_avx512vnni_triples.o"
     elif [[ "$(uname -m)" == aarch64 || "$(uname -m)" == arm64 ]]; then
       "$cxx" -std=c++17 -O2 -c -march=armv8.2-a+dotprod -DTMAC_HAVE_NEON=1 -I"$src" "$src/kernels/lut_neon_dotprod.cc" -o "$out/lut_neon_dotprod.o"
       objs=("$out/lut_neon_dotprod.o" "$src/kernels/lut_neon.cc" -DTMAC_HAVE_NEON=1)

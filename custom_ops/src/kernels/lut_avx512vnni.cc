@@ -29,6 +29,10 @@
 namespace tmac {
 
 const KernelOps& Avx2Kernel();
+// Layout 3 (ternary triples), lut_avx512vnni_triples.cc.
+bool BuildTripleTablesAvx512(const Geometry& g, const float* a, const RowTables& out);
+void GemmTriplesAvx512(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
+                       const OutputRows& out);
 
 namespace {
 
@@ -395,6 +399,8 @@ void GemmTilesInt8Dispatch(const PreparedWeights& w, const Int8Rows& act, int64_
 const KernelOps& Avx512VnniKernel() {
   static const KernelOps ops = [] {
     KernelOps o = Avx2Kernel();  // the lookup path below int8_min_rows
+    o.build_triple_tables = BuildTripleTablesAvx512;
+    o.gemm_triple_tiles = GemmTriplesAvx512;
     o.quantize_row = QuantizeRowAvx512;
     o.gemm_tiles_int8 = GemmTilesInt8Dispatch;
     o.int8_min_rows = kInt8MinRows;
