@@ -12,8 +12,8 @@ import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
 from tmac_ort import DOMAIN, OP_TYPE, OPSET_VERSION
-from tmac_ort.nodes import lut_gemm_attributes, lut_gemm_weight_inputs
-from tmac_ort.packing import Geometry, QuantizedWeight
+from tmac_ort.nodes import layout_for, lut_gemm_attributes, lut_gemm_weight_inputs
+from tmac_ort.packing import LAYOUT_VERSION, TERNARY_LAYOUT, Geometry, QuantizedWeight
 from tmac_ort.quantize import DEFAULT_METHOD, METHODS
 
 
@@ -28,6 +28,9 @@ class RewriteOptions:
     bits_for maps a node-name regex to the bit count for those nodes (mixed precision).
     patterns selects the source patterns by the rules' option keys (rewriter.PATTERN_KEYS:
     "matmul_nbits", "dequantize_matmul", "float"); None = all.
+    ternary_layout: 3 writes ternary weights (three levels at 2 bits) as base-3 triples, 1.67
+    bits a weight, fast with the avx512vnni kernel (AVX-512 VBMI) and run by the portable
+    kernel on other CPUs; 2 (default) as two bit planes, fast everywhere.
     """
 
     bits: int = 4
@@ -38,8 +41,12 @@ class RewriteOptions:
     exclude: list[str] = field(default_factory=list)
     bits_for: dict[str, int] = field(default_factory=dict)
     patterns: tuple[str, ...] | None = None
+    ternary_layout: int = LAYOUT_VERSION
 
     def __post_init__(self):
+        if self.ternary_layout not in (LAYOUT_VERSION, TERNARY_LAYOUT):
+            raise ValueError(f"--ternary-layout must be {LAYOUT_VERSION} (bit planes) or {TERNARY_LAYOUT} (triples), "
+                             f"got {self.ternary_layout}")
         if self.bits not in (1, 2, 3, 4):
             raise ValueError(f"--bits must be 1, 2, 3 or 4, got {self.bits}")
         if self.group_size != -1 and (self.group_size <= 0 or self.group_size % 8):
@@ -167,15 +174,17 @@ class LutGemmRule(pattern.RewriteRuleClassBase):
         self.report.add(node, self.pattern_name, self.keeps_source_quantization)
         if self.progress is not None:
             self.progress(node.name)
-        out = emit_lut_gemm(op, a, w, node.name or "lut_gemm", bias)
+        out = emit_lut_gemm(op, a, w, node.name or "lut_gemm", bias, layout_for(w, self.options.ternary_layout))
         out.producer().name = node.name  # keep the layer's name for filters, profiles and reports
         return out
 
 
-def emit_lut_gemm(op, a: ir.Value, w: QuantizedWeight, prefix: str, bias: ir.Value | None = None):
+def emit_lut_gemm(op, a: ir.Value, w: QuantizedWeight, prefix: str, bias: ir.Value | None = None,
+                  layout_version: int = LAYOUT_VERSION):
     """A LutGemm node with its packed initializers: Y = a @ dequantize(w)^T (+ bias)."""
     inputs = [a] + [None if item is None else op.initializer(ir.tensor(item[1], name=f"{prefix}.{item[0]}"))
-                     for item in lut_gemm_weight_inputs(w)]
+                     for item in lut_gemm_weight_inputs(w, layout_version)]
     if bias is not None:
         inputs += [None] * (5 - len(inputs)) + [bias]
-    return getattr(op, OP_TYPE)(*inputs, _domain=DOMAIN, _version=OPSET_VERSION, **lut_gemm_attributes(w))
+    return getattr(op, OP_TYPE)(*inputs, _domain=DOMAIN, _version=OPSET_VERSION,
+                                **lut_gemm_attributes(w, layout_version))

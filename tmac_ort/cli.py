@@ -28,7 +28,7 @@ def _options(args):
     given = lambda value, default: default if value is None else value  # noqa: E731
     return RewriteOptions(bits=given(args.bits, 4), group_size=given(args.group_size, 128), symmetric=args.symmetric,
                           method=given(args.method, DEFAULT_METHOD), include=args.include, exclude=args.exclude,
-                          bits_for=_parse_bits_for(args.bits_for))
+                          bits_for=_parse_bits_for(args.bits_for), ternary_layout=args.ternary_layout)
 
 
 class ProgressBar:
@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     rw.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="leave matching nodes (e.g. lm_head)")
     rw.add_argument("--verbose", action="store_true", help="list every skipped node")
     rw.add_argument("--bits-for", action="append", default=[], metavar="REGEX=BITS", help="mixed precision by node name")
+    rw.add_argument("--ternary-layout", type=int, choices=(2, 3), default=2,
+                    help="ternary weights as 2: two bit planes (default, fast on every CPU) or 3: base-3 triples, "
+                         "1.67 bits a weight, fast on AVX-512 VBMI CPUs only (others run it with the portable kernel)")
     rw.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     rw.add_argument("--force", action="store_true", help="replace an existing output file or folder")
     rw.set_defaults(func=_rewrite)

@@ -19,16 +19,20 @@ from .report import write_outputs
 SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096), (576, 1536), (1536, 576), (576, 49152)]  # K x N
 
 
-def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None, kernels: tuple[str, ...] = ()) -> None:
+def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None, kernels: tuple[str, ...] = (),
+                stream: bool = False) -> None:
+    """`stream`: weights from DRAM as when decoding (--stream); llama.cpp's own benchmark
+    times its GEMV warm whatever this says."""
     K, N = shape
     rng = np.random.default_rng(0)
-    cs, _ = ternary_contenders((rng.standard_normal((N, K)) * 0.02).astype(np.float32), threads, kernels)
+    cs, _ = ternary_contenders((rng.standard_normal((N, K)) * 0.02).astype(np.float32), threads, kernels,
+                               beyond_cache_bytes() if stream else 0)
     a = rng.standard_normal((1, K)).astype(np.float32)
     samples = {c.name: [] for c in cs}
     if llama_cpp:
         samples["llama.cpp TQ2_0"] = []
     for _ in range(rounds):  # llama.cpp runs in its own process: alternate with ours, medians of each
-        for c, t in zip(cs, time_interleaved(cs, a, 1, 50)):
+        for c, t in zip(cs, time_interleaved(cs, a, 1, 50, stream=stream)):
             samples[c.name].append(t * 1e3)
         if llama_cpp:
             ms = llama_cpp_tq2_0_ms(llama_cpp, K, N)
@@ -37,9 +41,9 @@ def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None, kernels
             samples["llama.cpp TQ2_0"].append(ms)
     medians = {name: float(np.median(v)) for name, v in samples.items()}
     lut = medians[cs[0].name]
-    print(f"ternary K={K} N={N} M=1 threads={threads}, medians of {rounds} rounds:")
+    print(f"ternary K={K} N={N} M=1 threads={threads}{' streamed' if stream else ''}, medians of {rounds} rounds:")
     for name, ms in medians.items():
-        print(f"  {name:22s} {ms:.3f} ms   LutGemm / this {lut / ms:.2f}")
+        print(f"  {name:34s} {ms:.3f} ms   LutGemm / this {lut / ms:.2f}")
 
 
 def run(shapes, ms, bits_list, threads_list, group_size, rounds, out_dir: Path, bandwidth: dict,
@@ -121,7 +125,9 @@ def run_command(args) -> int:
             raise ValueError(f"bench: kernel {name}: {why}")
     kernels = tuple(args.kernel)
     if args.ternary:
-        run_ternary(shapes[0], args.threads[0], args.rounds, args.llama_cpp, kernels)
+        if args.cold:
+            raise ValueError("bench: --ternary times warm or --stream, not --cold")
+        run_ternary(shapes[0], args.threads[0], args.rounds, args.llama_cpp, kernels, args.stream)
         return 0
     bandwidth = {t: read_bandwidth_gbs(t) for t in sorted(set(args.threads))}
     print("read bandwidth " + ", ".join(f"{t} thread(s) {gbs:.1f} GB/s" for t, gbs in bandwidth.items()))

@@ -96,21 +96,31 @@ def group_dividing(K: int, preferred: int) -> int:
     raise SystemExit(f"K={K}: no group size of {preferred}, 64 or 32 divides it")
 
 
-def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] = ()) -> tuple[list[Contender], np.ndarray]:
+def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] = (),
+                       stream_bytes: int = 0) -> tuple[list[Contender], np.ndarray]:
     """BitNet-style ternary weights (sign of w, zero where |w| is small, one scale per row):
-    LutGemm packs them exactly at 2 bits with one group per row (what `tmac-ort rewrite`
-    does on detecting them); ORT gets the same values as 2-bit MatMulNBits (block 128)."""
+    LutGemm packs them exactly with one group per row (what `tmac-ort rewrite` does on
+    detecting them), as base-3 triples (layout 3, first: the ratios are its) and as two bit
+    planes (layout 2); ORT gets the same values as 2-bit MatMulNBits (block 128).
+    `stream_bytes`: as for `contenders`."""
     from .. import matmul_nbits_format, selected_kernel
     from ..nodes import make_lut_gemm_model
-    from ..packing import QuantizedWeight
+    from ..packing import TERNARY_LAYOUT, QuantizedWeight
     from ..quantize import exact_ternary
 
     scale = np.abs(w_nk).mean(axis=1, keepdims=True)
     ternary = (np.sign(w_nk) * (np.abs(w_nk) > 0.5 * scale) * scale).astype(np.float32)
     qw = exact_ternary(ternary)
-    out = [Contender(f"LutGemm ternary {kernel}",
-                     [_session(make_lut_gemm_model(qw), threads, library=True, kernel=kernel)],
-                     qw.pack().nbytes) for kernel in kernels or (selected_kernel(),)]
+    out = []
+
+    def add(name, make_session, nbytes):
+        out.append(Contender(name, [make_session() for _ in range(copies_to_stream(nbytes, stream_bytes))], nbytes))
+
+    for kernel in kernels or (selected_kernel(),):
+        for layout, label in ((TERNARY_LAYOUT, "triples"), (2, "planes")):
+            model = make_lut_gemm_model(qw, layout_version=layout)
+            add(f"LutGemm ternary {label} {kernel}",
+                lambda: _session(model, threads, library=True, kernel=kernel), qw.pack(layout).nbytes)
     N, K = w_nk.shape
     block = group_dividing(K, 128)
     blocks = K // block
@@ -118,9 +128,9 @@ def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] 
                             zero_points=np.ones((N, blocks), np.uint8))
     nbytes = q_ort.q.size // 4 + q_ort.scales.nbytes
     model = matmul_nbits_format.make_matmul_nbits_model(q_ort, 4)
-    out.append(Contender("MatMulNBits 2b acc4", [_session(model, threads)], nbytes))
+    add("MatMulNBits 2b acc4", lambda: _session(model, threads), nbytes)
     if N % 128 == 0:
-        out.append(Contender("MatMulNBits 2b LUT", [_session(model, threads, {"mlas.use_lut_gemm": "1"})], nbytes))
+        add("MatMulNBits 2b LUT", lambda: _session(model, threads, {"mlas.use_lut_gemm": "1"}), nbytes)
     return out, ternary
 
 
