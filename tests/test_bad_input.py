@@ -44,8 +44,10 @@ def session(model):
         ({"attrs": {"bits": 5}}, "bits must be 1, 2, 3 or 4"),
         ({"attrs": {"group_size": 0}}, "group_size must be positive"),
         ({"attrs": {"group_size": 12}}, "group_size must be a multiple of 8"),  # (48 is fine: groups 48 + 16)
-        ({"attrs": {"layout_version": 3}}, "layout_version 3 is not supported (this library reads 1 to 2)"),
+        ({"attrs": {"layout_version": 4}}, "layout_version 4 is not supported (this library reads 1 to 3)"),
         ({"attrs": {"layout_version": 0}}, "layout_version 0 is not supported"),
+        ({"attrs": {"layout_version": 3}}, "packed_weights has shape [16, 64], expected [12, 80]"),
+        ({"attrs": {"layout_version": 3, "bits": 4}}, "layout 3 holds ternary weights: bits must be 2"),
         ({"attrs": {"layout_version": 1}}, "packed_weights has shape [16, 64], expected [2, 8, 64]"),
         ({"drop_attr": "N"}, "missing or non-integer attribute 'N'"),
         ({"attrs": {"N": 64}}, "scales has shape [40, 2], expected [64, 2]"),

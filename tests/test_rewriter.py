@@ -35,7 +35,7 @@ def lut_weight(model_proto) -> packing.QuantizedWeight:
     attrs = {a.name: a.i for a in node.attribute}
     inits = {i.name: numpy_helper.to_array(i) for i in model_proto.graph.initializer}
     get = lambda i: inits[node.input[i]] if len(node.input) > i and node.input[i] else None  # noqa: E731
-    q = packing.unpack(get(1), attrs["bits"], attrs["K"], attrs["N"])
+    q = packing.unpack(get(1), attrs["bits"], attrs["K"], attrs["N"], attrs["group_size"])
     return packing.QuantizedWeight(q, get(2), attrs["bits"], attrs["group_size"], zero_points=get(3), offsets=get(4))
 
 
@@ -153,6 +153,24 @@ def test_ternary_weights_are_packed_exactly(rng):
     np.testing.assert_array_equal(qw.dequantize(), w_nk)
     a = rng.standard_normal((2, 256)).astype(np.float32)
     assert relative_rms(make_session(rewritten).run(None, {"A": a})[0], a @ w_nk.T + bias) < 2e-2
+
+
+def test_ternary_layout_3_on_request(rng):
+    """--ternary-layout 3: ternary weights as base-3 triples, other weights as bit planes."""
+    ternary = rng.integers(-1, 2, size=(64, 512)).astype(np.float32) * 0.5
+    layers = {"ternary": ternary.T.copy(), "float": rng.standard_normal((64, 96)).astype(np.float32)}
+    rewritten, report = rewrite(float_model(layers), ternary_layout=3)
+    assert report.converted == {"MatMul (float)": 2}
+    layouts = {n.name: {a.name: a.i for a in n.attribute}["layout_version"] for n in rewritten.graph.node}
+    assert layouts == {"ternary": 3, "float": packing.LAYOUT_VERSION}
+    packed = next(i for i in rewritten.graph.initializer if i.name.startswith("ternary") and "packed" in i.name)
+    assert list(packed.dims)[1] == 80
+    a = rng.standard_normal((2, 512)).astype(np.float32)
+    y = make_session(rewritten).run(None, {"A": a})[0]
+    planes, _ = rewrite(float_model(layers))
+    assert relative_rms(y, make_session(planes).run(None, {"A": a})[0]) < 2e-2
+    with pytest.raises(ValueError, match="--ternary-layout must be 2"):
+        RewriteOptions(ternary_layout=1)
 
 
 def test_ternary_weights_convert_whatever_the_group_option(rng):
