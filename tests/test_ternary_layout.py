@@ -7,13 +7,15 @@ looked-up entry off by at most half its block's step, and a triple's weights are
 times s: per block and output at most n_triples * step / 2 * |s|, step = the block's largest
 (|a0| + |a1|) + |a2| / 127), against the numpy reference of the layout's arithmetic
 (`reference.lut_gemm(..., layout_version=3)`), and NaN and infinities where a float matmul
-has them.  Layout 3 has no int8 path: 'NAME+int8' kernels must take the lookups.
+has them.  'NAME+int8' kernels take their int8 path's layout-3 form, centred on q = 1: its
+bound is test_exactness's with |q - 1|, its reference `reference.int8_gemm(...,
+layout_version=3)`.
 """
 
 import numpy as np
 import pytest
 
-from conftest import make_session
+from conftest import is_int8_path, make_session
 from test_exactness import float_product_specials, magnitude
 from tmac_ort import nodes, packing, reference
 from tmac_ort.packing import TERNARY_LAYOUT, QuantizedWeight
@@ -50,6 +52,20 @@ def triple_error_bound(a: np.ndarray, qw: QuantizedWeight) -> np.ndarray:
     return bound + 2.0**-10 * magnitude(a, qw) + 2.0**-140
 
 
+def int8_error_bound(a: np.ndarray, qw: QuantizedWeight) -> np.ndarray:
+    geo = qw.geometry
+    finite = np.zeros((len(a), geo.K_pad))
+    finite[:, : qw.K] = np.where(np.isfinite(a), a, 0)
+    centred = qw.per_element(np.abs(qw.scales.astype(np.float64))) * np.abs(qw.q.astype(np.float64) - 1)
+    w = np.zeros((qw.N, geo.K_pad))
+    w[:, : qw.K] = centred
+    bound = np.zeros((len(a), qw.N))
+    for b in range(geo.n_blocks):
+        sl = slice(b * geo.block_k, (b + 1) * geo.block_k)
+        bound += (np.abs(finite[:, sl]).max(axis=1) / 127 / 2)[:, None] * w[:, sl].sum(axis=1)[None, :]
+    return bound * (1 + 2.0**-8) + 2.0**-10 * magnitude(a, qw) + 2.0**-140
+
+
 def run(qw, a, kernel, threads=1):
     sess = make_session(nodes.make_lut_gemm_model(qw, layout_version=TERNARY_LAYOUT), threads, kernel=kernel)
     return sess.run(None, {"A": np.asarray(a, np.float32)})[0]
@@ -63,13 +79,14 @@ def check(qw, a, kernel, threads=1):
     np.testing.assert_array_equal(np.isnan(y), np.isnan(specials))
     np.testing.assert_array_equal(y[np.isinf(specials)], specials[np.isinf(specials)])
     exact = reference.matmul_dequantized(np.where(np.isfinite(a), a, np.float32(0)), qw)
-    bound = triple_error_bound(a, qw)
+    int8 = is_int8_path(kernel)  # (every kernel with an int8 path has its layout-3 form)
+    bound = int8_error_bound(a, qw) if int8 else triple_error_bound(a, qw)
     float_max = float(np.finfo(np.float32).max)
     with np.errstate(invalid="ignore"):
         overflows = ((y == np.inf) & (exact + bound >= float_max)) | ((y == -np.inf) & (exact - bound <= -float_max))
         ok = is_special | overflows | (np.abs(y - exact) <= bound)
     assert ok.all(), f"{(~ok).sum()} outputs beyond the bound; first {np.argwhere(~ok)[0]}"
-    ref = reference.lut_gemm(a, qw, layout_version=TERNARY_LAYOUT).astype(np.float64)
+    ref = (reference.int8_gemm if int8 else reference.lut_gemm)(a, qw, layout_version=TERNARY_LAYOUT).astype(np.float64)
     with np.errstate(invalid="ignore"):
         close = is_special | overflows | (np.abs(y - ref) <= 1e-5 * magnitude(a, qw) + 2.0**-140)
     assert close.all(), f"{(~close).sum()} outputs differ from the layout-3 reference"
@@ -102,8 +119,9 @@ def test_worked_example_from_spec():
     fields[0], fields[4 * 1 + 1], fields[64 + 4 * 1 + 3] = 5, 18, 26
     bits = ((fields[:, None] >> np.arange(5)) & 1).reshape(2, 320)
     np.testing.assert_array_equal(packed[0], np.packbits(bits, axis=1, bitorder="little").reshape(80))
-    # lane 0 is bits 0-4 of byte 0; lane 5 (channel 1, triple 1) bits 25-29: byte 3 bits 1-5
-    assert packed[0, 0] & 31 == 5 and (packed[0, 3] >> 1) & 31 == 18
+    # lane 0 is bits 0-4 of byte 0; lane 5 (channel 1, triple 1) bits 25-29: byte 3 bits 1-5;
+    # half 1's lane 7 (channel 17, triple 3) bits 35-39 of bytes 40-79: byte 44 bits 3-7
+    assert packed[0, 0] & 31 == 5 and (packed[0, 3] >> 1) & 31 == 18 and packed[0, 44] >> 3 == 26
 
 
 def test_blocks_are_padded_to_whole_steps_of_zero_weights():

@@ -235,17 +235,21 @@ def quantize_int8(a: np.ndarray, geo: Geometry):
     return values, step, np.ldexp(block_sum, to_row), value_sum, row_exponent
 
 
-def int8_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None) -> np.ndarray:
+def int8_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None,
+              layout_version: int = LAYOUT_VERSION) -> np.ndarray:
     """LutGemm's int8 path (prefill on kernels with a dot product) exactly as the kernels compute
     it, up to fp32 summation order: per block and channel
-    step * s' * (P - 2^(bits-1) value_sum) + (c' + s'/2) * block_sum with P = sum_k q values."""
+    step * s' * (P - 2^(bits-1) value_sum) + (c' + s'/2) * block_sum with P = sum_k q values;
+    layout 3 centres on 1 instead: step * s' * (P - value_sum) + c' * block_sum."""
     geo = w.geometry
     values, step, block_sum, value_sum, row_exponent = quantize_int8(a, geo)
     q = np.zeros((w.N, geo.K_pad), dtype=np.int64)
     q[:, : w.K] = w.q
-    scales, constant, u = channel_units(w)
-    offsets = constant.astype(np.float64) + scales.astype(np.float64) / 2
-    centre = 1 << (w.bits - 1)
+    scales, constant, u = channel_units(w, layout_version)
+    if layout_version == TERNARY_LAYOUT:
+        offsets, centre = constant.astype(np.float64), 1
+    else:
+        offsets, centre = constant.astype(np.float64) + scales.astype(np.float64) / 2, 1 << (w.bits - 1)
     y = np.zeros((len(values), w.N), dtype=np.float64)
     for b in range(geo.n_blocks):
         sl = slice(b * geo.block_k, min((b + 1) * geo.block_k, geo.K_pad))

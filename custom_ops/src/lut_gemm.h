@@ -77,7 +77,8 @@ class LutGemm {
   // scalar kernel's where it has none).
   decltype(KernelOps::build_tables) build_tables_;
   decltype(KernelOps::gemm_tiles) gemm_tiles_;
-  int64_t int8_min_rows_;  // 0: no int8 path (nor for layout 3)
+  decltype(KernelOps::gemm_tiles_int8) gemm_tiles_int8_;  // the int8 path's (layout 3: its triple form)
+  int64_t int8_min_rows_;  // 0: no int8 path
   mutable std::atomic<int64_t> pool_threads_{0};  // 0: not probed yet
 };
 

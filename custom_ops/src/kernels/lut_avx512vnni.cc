@@ -33,6 +33,8 @@ const KernelOps& Avx2Kernel();
 bool BuildTripleTablesAvx512(const Geometry& g, const float* a, const RowTables& out);
 void GemmTriplesAvx512(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
                        const OutputRows& out);
+// A block's n steps of layout 3 to 3 n decoded quads of digits 0..2 (q), 0 from k = len on.
+void DecodeTripleBlock(const uint8_t* steps, int64_t n, int64_t len, uint8_t* out);
 
 namespace {
 
@@ -43,6 +45,10 @@ namespace {
 // M=2 1.2-2.1x the time (the decode is not yet paid back), M=4 0.69-0.95x at 2-4 bits but
 // 1.17x at 1 bit, M=6 0.62-0.96x at every width (docs/performance.md).
 constexpr int64_t kInt8MinRows = 4;
+
+// The same for layout 3, whose lookups cost less and decoding more.  Zen 4, 4096x4096 ternary,
+// 1 thread, int8 / lookups: M=8 1.46x the time, M=12 1.17x, M=16 1.01x, M=32 0.78x.
+constexpr int64_t kTripleInt8MinRows = 16;
 
 // Rows per pass over a decoded block: 8 rows x 2 zmm of 16 channels = 16 int32 accumulators
 // and the two weight registers, inside the 32 zmm registers (activations come as vpdpbusd's
@@ -388,6 +394,50 @@ void GemmTilesInt8Bits(const PreparedWeights& w, const Int8Rows& act, int64_t ti
   }
 }
 
+// Layout 3: the triples decoded to q (0, 1, 2) per byte (DecodeTripleBlock, 0 where a step
+// pads its block), and centred on 1: w = s (q - 1) + c with c the stored constant (0 for
+// zero points of 1), so P starts at -value_sum (RowsOfBlock's centre for kBits = 1) and the
+// offset is c itself.  Per block 3 quads a step, up to 66 (264 k) for a 256-k block.
+template <bool kSymmetric>
+void GemmTriplesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
+                     const OutputRows& out) {
+  const Geometry& g = w.geo;
+  constexpr int64_t kMaxQuads = 3 * ((kMaxBlockK + kTripleStepK - 1) / kTripleStepK);
+  alignas(64) uint8_t decoded[kMaxQuads * kQuadBytes];
+  thread_local AlignedScratch scratch;
+  float* ybuf = scratch.Get(size_t(act.rows) * kTileN);
+  const GroupCursor first_block(g, 0);
+  for (int64_t t = tile_begin; t < tile_end; ++t) {
+    std::fill(ybuf, ybuf + act.rows * kTileN, 0.f);
+    GroupCursor blocks = first_block;
+    for (int64_t b = 0; b < g.n_blocks; ++b) {
+      const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
+      const int64_t k0 = b * g.block_k, len = std::min(g.block_k, g.K - k0);
+      DecodeTripleBlock(w.planes + g.step_offset(t, s0), s1 - s0, len, decoded);
+      BlockWeights bw;
+      const int64_t at = blocks.Entry(t) * kTileN;
+      for (int h = 0; h < 2; ++h) {
+        bw.scale[h] = ToDecodedOrder(
+            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.scale[at + 16 * h]))));
+        bw.offset[h] = kSymmetric ? _mm512_setzero_ps()
+                                  : ToDecodedOrder(_mm512_cvtph_ps(
+                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.constant[at + 16 * h]))));
+      }
+      blocks.NextBlock();
+      for (int64_t m0 = 0; m0 < act.rows; m0 += kRowBlock)
+        RowsOfBlockDispatch<1, kSymmetric>(int(std::min<int64_t>(kRowBlock, act.rows - m0)), decoded, 3 * (s1 - s0), act,
+                                           m0, k0, b, g.n_blocks, bw, ybuf);
+    }
+    StoreTile(w, act, t, ybuf, out);
+  }
+}
+
+void GemmTriplesInt8Dispatch(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
+                             const OutputRows& out) {
+  if (w.offsets == Offsets::kSymmetric) return GemmTriplesInt8<true>(w, act, tile_begin, tile_end, out);
+  GemmTriplesInt8<false>(w, act, tile_begin, tile_end, out);
+}
+
 void GemmTilesInt8Dispatch(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
                            const OutputRows& out) {
   if (w.offsets == Offsets::kSymmetric) return GemmTilesInt8Bits<true>(w, act, tile_begin, tile_end, out);
@@ -401,6 +451,8 @@ const KernelOps& Avx512VnniKernel() {
     KernelOps o = Avx2Kernel();  // the lookup path below int8_min_rows
     o.build_triple_tables = BuildTripleTablesAvx512;
     o.gemm_triple_tiles = GemmTriplesAvx512;
+    o.gemm_triple_tiles_int8 = GemmTriplesInt8Dispatch;
+    o.triple_int8_min_rows = kTripleInt8MinRows;
     o.quantize_row = QuantizeRowAvx512;
     o.gemm_tiles_int8 = GemmTilesInt8Dispatch;
     o.int8_min_rows = kInt8MinRows;

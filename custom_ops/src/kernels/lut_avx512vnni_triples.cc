@@ -29,8 +29,9 @@ inline __mmask16 FirstLanes(int64_t n) {
 // channel into its int32 sum.  Per 64 lookups (192 weights): vpermb spreads the 40 bytes to
 // five per qword, vpmultishiftqb moves each field to its byte, vpternlogd keeps its five bits
 // and sets 32 j, then vpermt2b and vpdpbusd; no int16 window, no per-plane combining.  Zen 4,
-// eight independent streams: 0.87-0.93 ns per 64 lookups, 4.2-4.6 cycles per 256 weights,
-// against ~7.6 for two planes' lookups (the AVX2 loop).
+// eight independent streams of these five: 3.2-3.4 cycles per 64 lookups, 4.2-4.6 per 256
+// weights.  In the kernel (4096x4096, one row, weights from L3): 7.9 cycles per tile and step,
+// 5.3 per 256 weights, against 8.1 for two planes' lookups (the AVX2 loop).
 
 // Byte i of qword q of the spread register is byte 5q + i of the half (i < 5; the rest 0).
 inline __m512i SpreadHalf(int first) {
@@ -58,8 +59,8 @@ TMAC_ALWAYS_INLINE __m512i FieldsToIndices(const TripleConstants& k, __m512i spr
 }
 
 // acc += the lookups of half h of one step for one row (table_low/high: the step's tables),
-// in place by asm as DotAccumulate (with the intrinsic GCC copied each accumulator to another
-// register and back around every use: 8 zmm moves per 2 steps).
+// in place by asm, as the int8 path's DotAccumulate (with the intrinsic GCC copied
+// accumulators from register to register around their uses: 4-8 zmm moves per 2 steps).
 TMAC_ALWAYS_INLINE void LookUpTriples(__m512i& acc, const TripleConstants& k, __m512i index, __m512i table_low,
                                       __m512i table_high) {
   const __m512i looked_up = _mm512_permutex2var_epi8(table_low, index, table_high);
@@ -146,8 +147,7 @@ void TripleTiles(const PreparedWeights& w, const ActivationTables& act, int64_t 
   auto row_of = [](int i) { return kRows == 2 ? i : 0; };
   auto tile_of = [](int i) { return kTiles == 2 ? i : 0; };
   const Geometry& g = w.geo;
-  // (made once: built per call, the spread indices cost about a third of a 2-block chunk's time)
-  static const TripleConstants k;
+  static const TripleConstants k;  // (made once, not per call)
   const int64_t table_row = g.k_steps * g.table_step_bytes();
   __m512 y[kPairs][2];
   for (int i = 0; i < kPairs; ++i)
@@ -247,7 +247,64 @@ struct TripleCoefficients {
   }
 };
 
+// The int8 path's decoding (DecodeTripleBlock): per step, half h and output quad u (k = 12 s
+// + 4 u + p), byte 4 d + p of the output zmm is digit i = (4 u + p) % 3 of the field of
+// triple j = (4 u + p) / 3 and channel c = d / 2 + 8 (d % 2) of the half (the int8 path's
+// decoded channel order).  `gather[u]` fetches that field from lane 4 c + j, `digit_of[u]`
+// adds 32 i, and one vpermt2b reads the digit from a 96-byte table (fields 27-31: 1, as 13).
+struct TripleDecodePlan {
+  __m512i gather[3], digit_of[3], digits_low, digits_high;
+  TripleDecodePlan() {
+    alignas(64) uint8_t table[128] = {};
+    for (int i = 0; i < kTripleK; ++i)
+      for (int f = 0; f < 32; ++f) {
+        int digits = f < kTripleFields ? f : 13;
+        for (int j = 0; j < i; ++j) digits /= 3;
+        table[32 * i + f] = uint8_t(digits % 3);
+      }
+    digits_low = _mm512_load_si512(table);
+    digits_high = _mm512_load_si512(table + 64);
+    for (int u = 0; u < 3; ++u) {
+      alignas(64) uint8_t index[64], digit[64];
+      for (int b = 0; b < 64; ++b) {
+        const int d = b / 4, p = b % 4, c = d / 2 + 8 * (d % 2), k = 4 * u + p;
+        index[b] = uint8_t(4 * c + k / kTripleK);
+        digit[b] = uint8_t(32 * (k % kTripleK));
+      }
+      gather[u] = _mm512_load_si512(index);
+      digit_of[u] = _mm512_load_si512(digit);
+    }
+  }
+};
+
+// Bytes of an output quad whose k (the quad's first at `first`) lies below `len`: a
+// nibble per channel dword.
+inline __mmask64 QuadBelow(int64_t first, int64_t len) {
+  const int64_t valid = len - first;
+  if (valid >= 4) return ~__mmask64(0);
+  if (valid <= 0) return 0;
+  return __mmask64((1u << valid) - 1) * 0x1111111111111111ULL;
+}
+
 }  // namespace
+
+void DecodeTripleBlock(const uint8_t* steps, int64_t n, int64_t len, uint8_t* out) {
+  static const TripleConstants k;
+  static const TripleDecodePlan plan;
+  for (int64_t s = 0; s < n; ++s) {
+    const uint8_t* step = steps + s * kTripleStepBytes;
+    for (int h = 0; h < 2; ++h) {
+      const __m512i spread = _mm512_permutexvar_epi8(k.spread[h], _mm512_loadu_si512(step + 16 * h));
+      const __m512i fields = _mm512_and_si512(_mm512_multishift_epi64_epi8(k.shifts, spread), k.low5);
+      for (int u = 0; u < 3; ++u) {
+        const __m512i index = _mm512_or_si512(_mm512_permutexvar_epi8(plan.gather[u], fields), plan.digit_of[u]);
+        const __m512i digits = _mm512_maskz_permutex2var_epi8(QuadBelow(kTripleStepK * s + 4 * u, len), plan.digits_low,
+                                                              index, plan.digits_high);
+        _mm512_store_si512(out + (3 * s + u) * 4 * kTileN + 64 * h, digits);
+      }
+    }
+  }
+}
 
 void GemmTriplesAvx512(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
                        const OutputRows& out) {

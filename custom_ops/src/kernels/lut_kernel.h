@@ -146,6 +146,12 @@ struct KernelOps {
   bool (*quantize_row)(const Geometry& geo, const float* a, const Int8Row& out) = nullptr;
   void (*gemm_tiles_int8)(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
                           const OutputRows& out) = nullptr;
+  // Its layout-3 form, or null (layout 3 then takes the lookups at every row count): q in
+  // 0..2 centred on 1, w = s (q - 1) + c with c the layout's constant (0 for kSymmetric), so
+  // Y' += step s' (P - value_sum) + c' block_sum.
+  void (*gemm_triple_tiles_int8)(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin,
+                                 int64_t tile_end, const OutputRows& out) = nullptr;
+  int64_t triple_int8_min_rows = 0;  // its default row count (tmac.int8_min_rows overrides both)
   // From how many rows a call takes the int8 path by default (session option
   // tmac.int8_min_rows overrides it); 0 where the kernel has none.
   int64_t int8_min_rows = 0;
