@@ -11,7 +11,7 @@ from .packing import LAYOUT_VERSION, TERNARY_LAYOUT, QuantizedWeight
 
 
 def layout_for(w: QuantizedWeight, ternary_layout: int = LAYOUT_VERSION) -> int:
-    """The layout a weight is written in: `ternary_layout` (3: base-3 triples, 1.67 bits a
+    """The layout a weight is written in: `ternary_layout` (3: base-3 triples, about 1.7 bits a
     weight) where the weight is ternary, else the bit planes of LAYOUT_VERSION."""
     return TERNARY_LAYOUT if ternary_layout == TERNARY_LAYOUT and w.ternary else LAYOUT_VERSION
 

@@ -21,7 +21,7 @@ STEP_K = 8  # reduction elements per step (two quads)
 QUAD_K = 4  # activations per lookup table
 MAX_BLOCK_K = 256  # longest int16 accumulation run (and table-quantisation block)
 CHUNK_K = 512  # layout 2: K per chunk, rounded down to whole blocks
-TERNARY_LAYOUT = 3  # ternary weights as base-3 triples (1.67 bits a weight), written on request
+TERNARY_LAYOUT = 3  # ternary weights as base-3 triples (5 bits per 3 weights), written on request
 TRIPLE_K = 3  # activations per triple table
 TRIPLE_STEP_K = 12  # layout 3: k per step (four triples)
 TRIPLE_STEP_BYTES = 80  # layout 3: a tile's step, two halves of 64 five-bit fields
@@ -193,7 +193,7 @@ def pack(q: np.ndarray, bits: int, group_size: int | None = None,
     return np.ascontiguousarray(packed.reshape(geo.n_tiles * geo.k_steps, -1)[geo.chunk_order()])
 
 
-def _triple_fields(geo: Geometry) -> tuple[np.ndarray, np.ndarray]:
+def _triple_fields() -> tuple[np.ndarray, np.ndarray]:
     """Layout 3, one step of a tile: for each of its 128 fields (field 64h + l: half h, lane
     l = 4c + j), its channel 16h + c and triple j."""
     field = np.arange(2 * 64)
@@ -219,7 +219,7 @@ def pack_triples(q: np.ndarray, bits: int = 2, group_size: int | None = None) ->
     at = geo.triple_k()  # [k_steps, 4, 3], -1 for padding
     digits = padded[:, np.where(at < 0, K, at)]  # [N_pad, k_steps, 4, 3]
     fields = (digits[..., 0] + 3 * digits[..., 1] + 9 * digits[..., 2]).astype(np.uint8)
-    channel, triple = _triple_fields(geo)
+    channel, triple = _triple_fields()
     tiles = fields.reshape(geo.n_tiles, TILE_N, geo.triple_k_steps, 4)
     steps = tiles[:, channel, :, triple].transpose(1, 2, 0)  # [tile, step, 128 fields]
     bit_of = (steps[..., None] >> np.arange(5, dtype=np.uint8)) & 1  # [tile, step, 128, 5]
@@ -240,7 +240,7 @@ def unpack_triples(packed: np.ndarray, K: int, N: int, group_size: int | None = 
     bit_of = np.unpackbits(tile_major.reshape(geo.n_tiles, geo.triple_k_steps, 2, 40), axis=-1, bitorder="little")
     steps = (bit_of.reshape(geo.n_tiles, geo.triple_k_steps, 128, 5) << np.arange(5, dtype=np.uint8)).sum(axis=-1)
     steps = np.where(steps > 26, 13, steps).astype(np.uint8)
-    channel, triple = _triple_fields(geo)
+    channel, triple = _triple_fields()
     fields = np.empty((geo.n_tiles, TILE_N, geo.triple_k_steps, 4), dtype=np.uint8)
     fields[:, channel, :, triple] = steps.transpose(2, 0, 1)
     fields = fields.reshape(geo.N_pad, geo.triple_k_steps, 4)

@@ -340,7 +340,7 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
     ForTileChunks(parallel, [&](int64_t begin, int64_t end) { gemm_tiles_(weights_, act, begin, end, out); });
     return;
   }
-  // One row of layout-2 weights: K-chunk by K-chunk, every tile's part of a chunk before the
+  // One row of layout-2 (or 3) weights: K-chunk by K-chunk, every tile's part of a chunk before the
   // next chunk.  That is the order the weights are stored in, and a chunk's tables (2 KB)
   // stay in L1, where tile by tile a 4096-wide row's 16 KB of tables was evicted by each
   // tile's weights.  Zen 4, one thread, 12-24 matrices streamed as decoding reads them, paired

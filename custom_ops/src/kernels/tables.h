@@ -158,14 +158,14 @@ inline bool BuildTablesPortable(const Geometry& g, const float* a, const RowTabl
 // Layout 3: ternary triples.  For the triple (a0, a1, a2) and a field e = d0 + 3 d1 + 9 d2
 // (digits 0..2, weight t_i = d_i - 1), the table holds
 //     T[e] = ((d0 - 1) a0 + (d1 - 1) a1) + (d2 - 1) a2
-// summed left to right, 27 entries (28-31 are 0: the fields the packer never writes read as
-// 13, whose entry is 0 too).  T[26 - e] = -T[e], so 13 are computed and mirrored.  The block's
+// summed left to right; entries 27-31 are 0 (the fields the packer never writes read as 13,
+// whose entry is 0 too).  T[26 - e] = -T[e], so 13 are computed and mirrored.  The block's
 // step is max over its triples of (|a0| + |a1|) + |a2|, divided by 127; a block is padded to
 // whole steps of 12 k with activations 0 (its weights there are 0).
 
 inline float TripleAbsSum(float v0, float v1, float v2) { return (std::fabs(v0) + std::fabs(v1)) + std::fabs(v2); }
 
-// The first k of step s (within block b, whose first step is s0) and triple j.
+// The first k of triple j of step s_in_block (counted from the block's first step) of block b.
 inline int64_t TripleStart(const Geometry& g, int64_t b, int64_t s_in_block, int j) {
   return b * g.block_k + s_in_block * kTripleStepK + int64_t(j) * kTripleK;
 }
