@@ -342,12 +342,17 @@ __m512 CentredOffset(const PreparedWeights& w, int64_t at, int h, __m512 scale) 
   return _mm512_fmadd_ps(scale, _mm512_set1_ps(0.5f), constant);
 }
 
-template <int kBits, bool kSymmetric>
+// kTriples: layout 3, its triples decoded to q (0, 1, 2) per byte (DecodeTripleBlock, 0 where
+// a step pads its block) and centred on 1: w = s (q - 1) + c with c the stored constant (0
+// for zero points of 1), so P starts at -value_sum (RowsOfBlock's centre at 1 bit) and the
+// offset is c itself; 3 quads a step, up to 66 (264 k) for a 256-k block.
+template <int kBits, bool kSymmetric, bool kTriples = false>
 void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
                    const OutputRows& out) {
+  static_assert(!kTriples || kBits == 1, "layout 3 is centred on q = 1, RowsOfBlock's centre at 1 bit");
   const Geometry& g = w.geo;
-  const DecodePlan& plan = PlanFor(kBits);
-  alignas(64) uint8_t decoded[kMaxBlockK / kQuadK * kQuadBytes];  // one block of a tile: <= 8 KB
+  constexpr int64_t kMaxQuads = kTriples ? 3 * ((kMaxBlockK + kTripleStepK - 1) / kTripleStepK) : kMaxBlockK / kQuadK;
+  alignas(64) uint8_t decoded[kMaxQuads * kQuadBytes];  // one block of a tile: <= 8.25 KB
   thread_local AlignedScratch scratch;
   float* ybuf = scratch.Get(size_t(act.rows) * kTileN);  // y' of every row for one tile
   const GroupCursor first_block(g, 0);
@@ -356,7 +361,12 @@ void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_b
     GroupCursor blocks = first_block;
     for (int64_t b = 0; b < g.n_blocks; ++b) {
       const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
-      DecodeSteps<kBits>(plan, w.planes + g.step_offset(t, s0), s1 - s0, decoded);
+      const int64_t k0 = b * g.block_k;
+      if constexpr (kTriples) {
+        DecodeTripleBlock(w.planes + g.step_offset(t, s0), s1 - s0, std::min(g.block_k, g.K - k0), decoded);
+      } else {
+        DecodeSteps<kBits>(PlanFor(kBits), w.planes + g.step_offset(t, s0), s1 - s0, decoded);
+      }
       // The next block's planes (at a tile's end the next tile's), fetched while this block
       // is multiplied.  Without it a decode waited on every block's first loads: at M=8
       // (4096x4096, 4 bits) 29% of the samples sat on one load.
@@ -372,12 +382,17 @@ void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_b
         bw.scale[h] = ToDecodedOrder(
             _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.scale[at + 16 * h]))));
         bw.offset[h] = _mm512_setzero_ps();
-        if (!kSymmetric) bw.offset[h] = CentredOffset<kBits>(w, at, h, bw.scale[h]);
+        if (!kSymmetric && kTriples)
+          bw.offset[h] = ToDecodedOrder(
+              _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.constant[at + 16 * h]))));
+        else if (!kSymmetric)
+          bw.offset[h] = CentredOffset<kBits>(w, at, h, bw.scale[h]);
       }
       blocks.NextBlock();
+      const int64_t quads = (kTriples ? 3 : 2) * (s1 - s0);
       for (int64_t m0 = 0; m0 < act.rows; m0 += kRowBlock)
-        RowsOfBlockDispatch<kBits, kSymmetric>(int(std::min<int64_t>(kRowBlock, act.rows - m0)), decoded, 2 * (s1 - s0),
-                                               act, m0, s0 * kStepK, b, g.n_blocks, bw, ybuf);
+        RowsOfBlockDispatch<kBits, kSymmetric>(int(std::min<int64_t>(kRowBlock, act.rows - m0)), decoded, quads, act,
+                                               m0, k0, b, g.n_blocks, bw, ybuf);
     }
     StoreTile(w, act, t, ybuf, out);
   }
@@ -394,48 +409,10 @@ void GemmTilesInt8Bits(const PreparedWeights& w, const Int8Rows& act, int64_t ti
   }
 }
 
-// Layout 3: the triples decoded to q (0, 1, 2) per byte (DecodeTripleBlock, 0 where a step
-// pads its block), and centred on 1: w = s (q - 1) + c with c the stored constant (0 for
-// zero points of 1), so P starts at -value_sum (RowsOfBlock's centre for kBits = 1) and the
-// offset is c itself.  Per block 3 quads a step, up to 66 (264 k) for a 256-k block.
-template <bool kSymmetric>
-void GemmTriplesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
-                     const OutputRows& out) {
-  const Geometry& g = w.geo;
-  constexpr int64_t kMaxQuads = 3 * ((kMaxBlockK + kTripleStepK - 1) / kTripleStepK);
-  alignas(64) uint8_t decoded[kMaxQuads * kQuadBytes];
-  thread_local AlignedScratch scratch;
-  float* ybuf = scratch.Get(size_t(act.rows) * kTileN);
-  const GroupCursor first_block(g, 0);
-  for (int64_t t = tile_begin; t < tile_end; ++t) {
-    std::fill(ybuf, ybuf + act.rows * kTileN, 0.f);
-    GroupCursor blocks = first_block;
-    for (int64_t b = 0; b < g.n_blocks; ++b) {
-      const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
-      const int64_t k0 = b * g.block_k, len = std::min(g.block_k, g.K - k0);
-      DecodeTripleBlock(w.planes + g.step_offset(t, s0), s1 - s0, len, decoded);
-      BlockWeights bw;
-      const int64_t at = blocks.Entry(t) * kTileN;
-      for (int h = 0; h < 2; ++h) {
-        bw.scale[h] = ToDecodedOrder(
-            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.scale[at + 16 * h]))));
-        bw.offset[h] = kSymmetric ? _mm512_setzero_ps()
-                                  : ToDecodedOrder(_mm512_cvtph_ps(
-                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.constant[at + 16 * h]))));
-      }
-      blocks.NextBlock();
-      for (int64_t m0 = 0; m0 < act.rows; m0 += kRowBlock)
-        RowsOfBlockDispatch<1, kSymmetric>(int(std::min<int64_t>(kRowBlock, act.rows - m0)), decoded, 3 * (s1 - s0), act,
-                                           m0, k0, b, g.n_blocks, bw, ybuf);
-    }
-    StoreTile(w, act, t, ybuf, out);
-  }
-}
-
 void GemmTriplesInt8Dispatch(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
                              const OutputRows& out) {
-  if (w.offsets == Offsets::kSymmetric) return GemmTriplesInt8<true>(w, act, tile_begin, tile_end, out);
-  GemmTriplesInt8<false>(w, act, tile_begin, tile_end, out);
+  if (w.offsets == Offsets::kSymmetric) return GemmTilesInt8<1, true, true>(w, act, tile_begin, tile_end, out);
+  GemmTilesInt8<1, false, true>(w, act, tile_begin, tile_end, out);
 }
 
 void GemmTilesInt8Dispatch(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,

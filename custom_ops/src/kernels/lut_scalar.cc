@@ -80,45 +80,20 @@ const SlotTable& SlotsFor(int bits) {
   return tables[bits - 1];
 }
 
-// Integer sums per block in int32: at most block_k / 4 = 64 quads, each adding 127 * (2^bits - 1)
-// over the planes, far below 2^31.
-static_assert(int64_t(kMaxBlockK / kQuadK) * 127 * 15 < (int64_t(1) << 31), "int32 block sum overflows");
-
-void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
-                     int64_t tile_end, const OutputRows& out) {
+// The tiles [tile_begin, tile_end) of every row of `act`: y[c] of tile t and row m starts at 0
+// (or from out.carry: one row may come as a block range, OutputRows), add_block(t, m, b, y)
+// adds block b's terms, and y goes to out.y (or stays in the carry) as OutputRows says.
+template <typename AddBlock>
+void ScalarTiles(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
+                 const OutputRows& out, const AddBlock& add_block) {
   const Geometry& g = w.geo;
-  const SlotTable& slots = SlotsFor(g.bits);
-  const int64_t step_bytes = g.step_bytes();
   for (int64_t t = tile_begin; t < tile_end; ++t) {
     for (int64_t m = 0; m < act.rows; ++m) {
-      const int8_t* tables = act.tables + m * g.k_steps * 2 * kTableBytes;
-      // one row may come as a block range with its sum in out.carry (OutputRows)
       float* carry = out.carry ? out.carry + t * kTileN : nullptr;
       const int64_t b_begin = carry ? out.block_begin : 0, b_end = carry ? out.block_end : g.n_blocks;
       float y[kTileN] = {};
       if (b_begin > 0) std::copy(carry, carry + kTileN, y);
-      for (int64_t b = b_begin; b < b_end; ++b) {
-        int32_t acc[kTileN] = {};
-        const int64_t s_begin = b * g.block_steps(), s_end = std::min(s_begin + g.block_steps(), g.k_steps);
-        const uint8_t* block = w.planes + g.step_offset(t, s_begin);  // a block's steps follow each other
-        for (int64_t s = s_begin; s < s_end; ++s) {
-          const uint8_t* bytes = block + (s - s_begin) * step_bytes;
-          const int8_t* step_tables = tables + s * 2 * kTableBytes;
-          for (int64_t i = 0; i < step_bytes; ++i) {
-            const int8_t* table = step_tables + QuadInStep(int(i)) * kTableBytes;
-            const NibbleSlot lo = slots.low[i], hi = slots.high[i];
-            acc[lo.channel] += int32_t(table[bytes[i] & 15]) * (1 << lo.plane);
-            acc[hi.channel] += int32_t(table[bytes[i] >> 4]) * (1 << hi.plane);
-          }
-        }
-        const int64_t at = g.group_entry(t, g.group_of_block(b)) * kTileN;
-        const float hs = act.half_scale[m * g.n_blocks + b];
-        const float block_sum = act.block_sum[m * g.n_blocks + b];
-        for (int c = 0; c < kTileN; ++c) {
-          const float s = HalfToFloat(w.scale[at + c]);
-          y[c] += float(acc[c]) * (s * hs) + ConstantTerm(w, at, c, s) * block_sum;
-        }
-      }
+      for (int64_t b = b_begin; b < b_end; ++b) add_block(t, m, b, y);
       if (carry && (b_end < g.n_blocks || !out.y)) {  // (out.y null: the sum stays in carry)
         std::copy(y, y + kTileN, carry);
         continue;
@@ -132,48 +107,64 @@ void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int6
   }
 }
 
+// Integer sums per block in int32: at most block_k / 4 = 64 quads, each adding 127 * (2^bits - 1)
+// over the planes, far below 2^31.
+static_assert(int64_t(kMaxBlockK / kQuadK) * 127 * 15 < (int64_t(1) << 31), "int32 block sum overflows");
+
+void GemmTilesScalar(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin,
+                     int64_t tile_end, const OutputRows& out) {
+  const Geometry& g = w.geo;
+  const SlotTable& slots = SlotsFor(g.bits);
+  ScalarTiles(w, act, tile_begin, tile_end, out, [&](int64_t t, int64_t m, int64_t b, float* y) {
+    const int8_t* tables = act.tables + m * g.k_steps * g.table_step_bytes();
+    int32_t acc[kTileN] = {};
+    const int64_t s_begin = b * g.block_steps(), s_end = std::min(s_begin + g.block_steps(), g.k_steps);
+    const uint8_t* block = w.planes + g.step_offset(t, s_begin);  // a block's steps follow each other
+    for (int64_t s = s_begin; s < s_end; ++s) {
+      const uint8_t* bytes = block + (s - s_begin) * g.step_bytes();
+      const int8_t* step_tables = tables + s * g.table_step_bytes();
+      for (int64_t i = 0; i < g.step_bytes(); ++i) {
+        const int8_t* table = step_tables + QuadInStep(int(i)) * kTableBytes;
+        const NibbleSlot lo = slots.low[i], hi = slots.high[i];
+        acc[lo.channel] += int32_t(table[bytes[i] & 15]) * (1 << lo.plane);
+        acc[hi.channel] += int32_t(table[bytes[i] >> 4]) * (1 << hi.plane);
+      }
+    }
+    const int64_t at = g.group_entry(t, g.group_of_block(b)) * kTileN;
+    const float hs = act.half_scale[m * g.n_blocks + b];
+    const float block_sum = act.block_sum[m * g.n_blocks + b];
+    for (int c = 0; c < kTileN; ++c) {
+      const float s = HalfToFloat(w.scale[at + c]);
+      y[c] += float(acc[c]) * (s * hs) + ConstantTerm(w, at, c, s) * block_sum;
+    }
+  });
+}
+
 // Layout 3: per block and channel the sum of its triples' entries, in int32 (at most 22 steps
 // x 4 triples x 127 per block).
 void GemmTriplesScalar(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
                        const OutputRows& out) {
   const Geometry& g = w.geo;
-  for (int64_t t = tile_begin; t < tile_end; ++t) {
-    for (int64_t m = 0; m < act.rows; ++m) {
-      const int8_t* tables = act.tables + m * g.k_steps * g.table_step_bytes();
-      float* carry = out.carry ? out.carry + t * kTileN : nullptr;
-      const int64_t b_begin = carry ? out.block_begin : 0, b_end = carry ? out.block_end : g.n_blocks;
-      float y[kTileN] = {};
-      if (b_begin > 0) std::copy(carry, carry + kTileN, y);
-      for (int64_t b = b_begin; b < b_end; ++b) {
-        int32_t acc[kTileN] = {};
-        const int64_t s_begin = b * g.block_steps(), s_end = std::min(s_begin + g.block_steps(), g.k_steps);
-        const uint8_t* block = w.planes + g.step_offset(t, s_begin);
-        for (int64_t s = s_begin; s < s_end; ++s) {
-          const uint8_t* step = block + (s - s_begin) * g.step_bytes();
-          const int8_t* step_tables = tables + s * g.table_step_bytes();
-          for (int c = 0; c < kTileN; ++c)
-            for (int j = 0; j < 4; ++j) acc[c] += step_tables[j * kTripleTableBytes + TripleField(step, c, j)];
-        }
-        const int64_t at = g.group_entry(t, g.group_of_block(b)) * kTileN;
-        const float hs = act.half_scale[m * g.n_blocks + b];
-        const float block_sum = act.block_sum[m * g.n_blocks + b];
-        for (int c = 0; c < kTileN; ++c) {
-          const float s = HalfToFloat(w.scale[at + c]);
-          const float constant = w.offsets == Offsets::kSymmetric ? 0.f : HalfToFloat(w.constant[size_t(at + c)]);
-          y[c] += float(2 * acc[c]) * (s * hs) + constant * block_sum;
-        }
-      }
-      if (carry && (b_end < g.n_blocks || !out.y)) {
-        std::copy(y, y + kTileN, carry);
-        continue;
-      }
-      for (int c = 0; c < kTileN && t * kTileN + c < g.N; ++c) {
-        const int64_t n = t * kTileN + c;
-        const float scaled = float(double(y[c]) * act.row_scale[m] * w.channel_scale[n]);
-        out.y[m * out.ldy + n] = scaled + (out.bias ? out.bias[n] : 0.f);
-      }
+  ScalarTiles(w, act, tile_begin, tile_end, out, [&](int64_t t, int64_t m, int64_t b, float* y) {
+    const int8_t* tables = act.tables + m * g.k_steps * g.table_step_bytes();
+    int32_t acc[kTileN] = {};
+    const int64_t s_begin = b * g.block_steps(), s_end = std::min(s_begin + g.block_steps(), g.k_steps);
+    const uint8_t* block = w.planes + g.step_offset(t, s_begin);
+    for (int64_t s = s_begin; s < s_end; ++s) {
+      const uint8_t* step = block + (s - s_begin) * g.step_bytes();
+      const int8_t* step_tables = tables + s * g.table_step_bytes();
+      for (int c = 0; c < kTileN; ++c)
+        for (int j = 0; j < 4; ++j) acc[c] += step_tables[j * kTripleTableBytes + TripleField(step, c, j)];
     }
-  }
+    const int64_t at = g.group_entry(t, g.group_of_block(b)) * kTileN;
+    const float hs = act.half_scale[m * g.n_blocks + b];
+    const float block_sum = act.block_sum[m * g.n_blocks + b];
+    for (int c = 0; c < kTileN; ++c) {
+      const float s = HalfToFloat(w.scale[at + c]);
+      const float constant = w.offsets == Offsets::kSymmetric ? 0.f : HalfToFloat(w.constant[size_t(at + c)]);
+      y[c] += float(2 * acc[c]) * (s * hs) + constant * block_sum;
+    }
+  });
 }
 
 void HalfToFloatScalar(const uint16_t* src, float* dst, size_t n) {

@@ -96,19 +96,24 @@ inline BlockStats FinishBlockStats(const Geometry& g, int64_t b, int exponent, f
           finite};
 }
 
+// The largest finite |a[k]| of k in [k0, k_end); `finite` is cleared when one is not finite.
+inline float LargestFiniteAbs(const float* a, int64_t k0, int64_t k_end, bool* finite) {
+  float max_abs = 0.f;
+  for (int64_t k = k0; k < k_end; ++k) {
+    const float v = std::fabs(a[k]);
+    *finite = *finite && IsFinite(v);
+    max_abs = IsFinite(v) && v > max_abs ? v : max_abs;
+  }
+  return max_abs;
+}
+
 // The portable statistics of block b.
 inline BlockStats ComputeBlockStats(const Geometry& g, const float* a, int64_t b, const RowTables& out) {
   const int64_t k0 = b * g.block_k;
   const int64_t k1 = std::min(k0 + g.block_k, g.K_pad);
   const int64_t k_end = std::min(k1, g.K);
-  float max_abs = 0.f;
   bool finite = true;
-  for (int64_t k = k0; k < k_end; ++k) {
-    const float v = std::fabs(a[k]);
-    finite = finite && IsFinite(v);
-    max_abs = IsFinite(v) && v > max_abs ? v : max_abs;
-  }
-  const int exponent = BlockExponent(max_abs);
+  const int exponent = BlockExponent(LargestFiniteAbs(a, k0, k_end, &finite));
   const float scale = PowerOfTwo(-exponent);
   float sum = 0.f, max_quad = 0.f;
   for (int64_t k = k0; k < k1; k += kQuadK) {
@@ -185,14 +190,8 @@ inline float TripleActivation(const Geometry& g, const float* a, int64_t b, int6
 inline BlockStats ComputeTripleBlockStats(const Geometry& g, const float* a, int64_t b, const RowTables& out) {
   const int64_t k0 = b * g.block_k;
   const int64_t k_end = std::min(k0 + g.block_k, g.K);
-  float max_abs = 0.f;
   bool finite = true;
-  for (int64_t k = k0; k < k_end; ++k) {
-    const float v = std::fabs(a[k]);
-    finite = finite && IsFinite(v);
-    max_abs = IsFinite(v) && v > max_abs ? v : max_abs;
-  }
-  const int exponent = BlockExponent(max_abs);
+  const int exponent = BlockExponent(LargestFiniteAbs(a, k0, k_end, &finite));
   const float scale = PowerOfTwo(-exponent);
   float sum = 0.f, max_triple = 0.f;
   for (int64_t k = k0; k < k_end; ++k) sum += TripleActivation(g, a, b, k, scale);
