@@ -12,9 +12,13 @@ bound is test_exactness's with |q - 1|, its reference `reference.int8_gemm(...,
 layout_version=3)`.
 """
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+import tmac_ort
 from conftest import is_int8_path, make_session
 from test_exactness import float_product_specials, magnitude
 from tmac_ort import nodes, packing, reference
@@ -227,3 +231,17 @@ def test_the_same_product_as_two_planes(rng, lookup_kernel):
     y2 = make_session(nodes.make_lut_gemm_model(qw), 1, kernel=lookup_kernel).run(None, {"A": a})[0]
     exact = reference.matmul_dequantized(a, qw)
     assert reference.relative_rms(y3, exact) < 0.02 and reference.relative_rms(y2, exact) < 0.02
+
+
+@pytest.mark.parametrize("kernel_name", tmac_ort.available_kernels())
+def test_a_kernel_without_triple_code_says_so_in_the_log(kernel_name, tmp_path):
+    """Layout 3 loads on every kernel; one without layout-3 code warns once per node that it
+    runs on the scalar kernel's (ORT's log, stderr), the others say nothing."""
+    qw = ternary_weight(np.random.default_rng(0), 32, 96, 96)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(nodes.make_lut_gemm_model(qw, layout_version=TERNARY_LAYOUT).SerializeToString())
+    code = ("import numpy as np, tmac_ort; s = tmac_ort.make_session(%r, 1, kernel=%r); "
+            "s.run(None, {'A': np.ones((1, 96), np.float32)})" % (str(model), kernel_name))
+    stderr = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    has_code = kernel_name in ("avx512vnni", "scalar")
+    assert ("layout 3 (ternary triples) has no code in kernel " + kernel_name in stderr) == (not has_code)

@@ -43,6 +43,11 @@ class NodeReader {
     return FullOpName() + " node '" + name_ + "': " + what;
   }
 
+  // A warning in the session's log (it loads, but not as well as it could).
+  void Warn(const std::string& what) const {
+    ORT_CXX_LOG(ki_.GetLogger(), ORT_LOGGING_LEVEL_WARNING, Error(what).c_str());
+  }
+
   bool ReadInt(const char* attr, int64_t* value, std::string* error) const {
     OrtStatus* status = api_.KernelInfoGetAttribute_int64(info_, attr, value);
     if (status == nullptr) return true;
@@ -216,6 +221,10 @@ OrtStatusPtr LutGemmOp<T>::CreateKernelV2(const OrtApi&, const OrtKernelInfo* in
     NodeReader node(Ort::GetApi(), info);
     std::unique_ptr<LutGemm> gemm = CreateGemm(node, kernel_->ops(), int8_min_rows_, &error);
     if (!gemm) return MakeStatus(ORT_INVALID_ARGUMENT, error);
+    if (gemm->geometry().triples && kernel_->ops().gemm_triple_tiles == nullptr)
+      node.Warn(std::string("layout 3 (ternary triples) has no code in kernel ") + kernel_->name +
+                ": it runs on the scalar kernel's, many times slower; layout 2 (tmac-ort rewrite without "
+                "--ternary-layout 3) is fast on every CPU");
     *kernel = new LutGemmNode<T>(std::move(gemm), node.name());
     return nullptr;
   } catch (const std::exception& e) {
