@@ -28,7 +28,7 @@ class RewriteOptions:
     bits_for maps a node-name regex to the bit count for those nodes (mixed precision).
     patterns selects the source patterns by the rules' option keys (rewriter.PATTERN_KEYS:
     "matmul_nbits", "dequantize_matmul", "float"); None = all.
-    ternary_layout: 3 writes ternary weights (three levels at 2 bits) as base-3 triples, 1.72
+    ternary_layout: 3 writes ternary weights (three levels at 2 bits) as base-3 triples, 1.67
     bits a weight, fast with the avx512vnni kernel (AVX-512 VBMI) and run by the portable
     kernel on other CPUs; 2 (default) as two bit planes, fast everywhere.
     """

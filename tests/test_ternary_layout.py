@@ -41,7 +41,7 @@ def ternary_weight(rng, N, K, group, quant="ternary", pattern="random", scale=1.
 
 
 def triple_error_bound(a: np.ndarray, qw: QuantizedWeight) -> np.ndarray:
-    geo = qw.geometry
+    geo = qw.geometry_of(TERNARY_LAYOUT)
     finite = np.where(np.isfinite(a), a, 0).astype(np.float64)
     at = geo.triple_k()  # [k_steps, 4, 3], -1 for padding
     padded = np.concatenate([finite, np.zeros((len(a), 1))], axis=1)
@@ -57,7 +57,7 @@ def triple_error_bound(a: np.ndarray, qw: QuantizedWeight) -> np.ndarray:
 
 
 def int8_error_bound(a: np.ndarray, qw: QuantizedWeight) -> np.ndarray:
-    geo = qw.geometry
+    geo = qw.geometry_of(TERNARY_LAYOUT)
     finite = np.zeros((len(a), geo.K_pad))
     finite[:, : qw.K] = np.where(np.isfinite(a), a, 0)
     centred = qw.per_element(np.abs(qw.scales.astype(np.float64))) * np.abs(qw.q.astype(np.float64) - 1)
@@ -106,7 +106,7 @@ def check(qw, a, kernel, threads=1):
 def test_unpack_inverts_pack(rng, K, N, group):
     q = rng.integers(0, 3, (N, K)).astype(np.uint8)
     packed = packing.pack(q, 2, group, TERNARY_LAYOUT)
-    geo = packing.Geometry(K, N, 2, group)
+    geo = packing.Geometry(K, N, 2, group, triples=True)
     assert packed.shape == geo.packed_shape(TERNARY_LAYOUT) == (geo.n_tiles * geo.triple_k_steps, 80)
     np.testing.assert_array_equal(packing.unpack(packed, 2, K, N, group), q)
 
@@ -131,7 +131,7 @@ def test_worked_example_from_spec():
 def test_blocks_are_padded_to_whole_steps_of_zero_weights():
     """Group 32: a block is 32 k, three steps of 12 (36 k); the last four positions are zero
     weights, and the next block starts a new step."""
-    geo = packing.Geometry(64, 32, 2, 32)
+    geo = packing.Geometry(64, 32, 2, 32, triples=True)
     assert geo.triple_block_steps == 3 and geo.triple_k_steps == 6
     at = geo.triple_k()
     assert at[2, 2, 1] == 31 and at[2, 2, 2] == -1 and (at[2, 3] == -1).all() and at[3, 0, 0] == 32
@@ -149,9 +149,14 @@ def test_layout_3_refuses_what_is_not_ternary():
         packing.pack(np.ones((32, 12), np.uint8), 4, 12, TERNARY_LAYOUT)
 
 
-def test_layout_3_reads_fewer_bytes_than_two_planes():
+def test_whole_row_groups_take_252_k_blocks_of_whole_steps():
+    """One group per row (BitNet's ternary weights): blocks of 252 k, 21 steps with no padding,
+    so 5 bits per 3 weights but for the row's last block; groups of 256 k would pad to 264."""
+    geo = packing.Geometry(4096, 32, 2, 4096, triples=True)
+    assert geo.block_k == 252 and geo.n_blocks == 17 and geo.triple_k_steps == 16 * 21 + 6  # 4096 = 16 * 252 + 64
     qw = packing.QuantizedWeight(np.ones((4096, 4096), np.uint8), np.ones((4096, 1), np.float32), 2, 4096)
-    assert qw.pack(TERNARY_LAYOUT).nbytes / qw.pack().nbytes == pytest.approx(264 / 256 * 5 / 6)
+    assert 8 * qw.pack(TERNARY_LAYOUT).nbytes / qw.q.size == pytest.approx(342 * 80 * 8 / 4096 / 32)  # 1.67
+    assert packing.Geometry(252, 32, 2, 252, triples=True).n_blocks == 1  # (K_pad = 256 would make two)
 
 
 # ---------------------------------------------------------------------------------------
@@ -208,7 +213,8 @@ def test_non_finite_activations_follow_a_float_matmul(rng, kernel, case):
     check(qw, a, kernel)
 
 
-@pytest.mark.parametrize("K,group", [(1001, 64), (100, 64), (1100, 128), (12, 12), (8, 8)])
+@pytest.mark.parametrize("K,group", [(1001, 64), (100, 64), (1100, 128), (12, 12), (8, 8), (252, 252), (253, 253),
+                                     (758, 758), (2520, 2520)])
 @pytest.mark.parametrize("M", [1, 3, 17])
 def test_short_last_blocks_and_row_counts(rng, kernel, K, group, M):
     qw = ternary_weight(rng, 33, K, group, "offsets")

@@ -26,16 +26,19 @@ TRIPLE_K = 3  # activations per triple table
 TRIPLE_STEP_K = 12  # layout 3: k per step (four triples)
 TRIPLE_STEP_BYTES = 80  # layout 3: a tile's step, two halves of 64 five-bit fields
 TRIPLE_TABLE_BYTES = 32  # entries per triple table (27 used)
+TRIPLE_ROW_BLOCK_K = 252  # layout 3's blocks where the group is the whole row: 21 whole steps
 
 
 @dataclass(frozen=True)
 class Geometry:
-    """Sizes derived from (K, N, bits, group_size); mirrors tmac::MakeGeometry."""
+    """Sizes derived from (K, N, bits, group_size); mirrors tmac::MakeGeometry.  `triples`:
+    layout 3's, whose blocks are 252 k where the group is the whole row."""
 
     K: int
     N: int
     bits: int
     group_size: int
+    triples: bool = False
 
     def __post_init__(self):
         K, N, bits, group = self.K, self.N, self.bits, self.group_size
@@ -73,13 +76,15 @@ class Geometry:
 
     @property
     def block_k(self) -> int:
+        if self.triples and self.group_size == self.K:
+            return TRIPLE_ROW_BLOCK_K
         if self.group_size <= MAX_BLOCK_K and self.group_size % STEP_K == 0:
             return self.group_size
         return MAX_BLOCK_K
 
     @property
     def n_blocks(self) -> int:
-        return -(-self.K_pad // self.block_k)
+        return -(-(self.K if self.triples else self.K_pad) // self.block_k)
 
     @property
     def chunk_steps(self) -> int:
@@ -211,7 +216,7 @@ def pack_triples(q: np.ndarray, bits: int = 2, group_size: int | None = None) ->
     if bits != 2:
         raise ValueError(f"layout 3 holds ternary weights (bits=2), got bits={bits}")
     N, K = q.shape
-    geo = Geometry(K, N, bits, group_size or K)
+    geo = Geometry(K, N, bits, group_size or K, triples=True)
     if q.size and int(q.max()) > 2:
         raise ValueError("layout 3 holds ternary weights: q must be 0, 1 or 2")
     padded = np.ones((geo.N_pad, K + 1), dtype=np.uint8)  # column K: a zero weight for padding
@@ -231,7 +236,7 @@ def pack_triples(q: np.ndarray, bits: int = 2, group_size: int | None = None) ->
 def unpack_triples(packed: np.ndarray, K: int, N: int, group_size: int | None = None) -> np.ndarray:
     """Inverse of `pack_triples`: q[N, K].  Fields 27-31, which the packer never writes, read as
     13 (three zero weights), as the kernels read them."""
-    geo = Geometry(K, N, 2, group_size or K)
+    geo = Geometry(K, N, 2, group_size or K, triples=True)
     packed = np.asarray(packed, dtype=np.uint8)
     if packed.shape != geo.packed_shape(TERNARY_LAYOUT):
         raise ValueError(f"packed has shape {packed.shape}, expected {geo.packed_shape(TERNARY_LAYOUT)}")
@@ -313,6 +318,10 @@ class QuantizedWeight:
     @property
     def geometry(self) -> Geometry:
         return Geometry(self.K, self.N, self.bits, self.group_size)
+
+    def geometry_of(self, layout_version: int) -> Geometry:
+        """The geometry of this weight packed in `layout_version` (layout 3's blocks differ)."""
+        return Geometry(self.K, self.N, self.bits, self.group_size, triples=layout_version == TERNARY_LAYOUT)
 
     def per_element(self, values: np.ndarray) -> np.ndarray:
         """Per-group values [N, n_groups] repeated along K (the last group may be shorter)."""

@@ -31,7 +31,8 @@ def _blocks_scaled(a: np.ndarray, geo: Geometry):
     a = np.asarray(a, dtype=np.float32)
     padded = np.zeros((a.shape[0], geo.K_pad), dtype=np.float32)
     padded[:, : geo.K] = np.where(np.isfinite(a), a, np.float32(0))
-    block_of_k = np.arange(geo.K_pad) // geo.block_k
+    # (layout 3's 252-k blocks may end at K below K_pad: the padding, all zeros, joins the last)
+    block_of_k = np.minimum(np.arange(geo.K_pad) // geo.block_k, geo.n_blocks - 1)
     max_abs = np.zeros((a.shape[0], geo.n_blocks), dtype=np.float32)
     np.maximum.at(max_abs, (slice(None), block_of_k), np.abs(padded))
     exponent = np.clip(_exponent(max_abs), MIN_BLOCK_EXPONENT, MAX_BLOCK_EXPONENT)
@@ -192,7 +193,7 @@ def lut_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None,
 def _triple_gemm(a: np.ndarray, w: QuantizedWeight, bias) -> np.ndarray:
     """Layout 3: per block and channel y' += 2 P s' half_step + c' block_sum, P the sum of the
     looked-up entries of the channel's triples (t = q - 1 summed by the tables)."""
-    geo = w.geometry
+    geo = w.geometry_of(TERNARY_LAYOUT)
     tables, half_scale, block_sum, row_exponent = build_triple_tables(a, geo)
     at = geo.triple_k()
     q = np.concatenate([w.q, np.ones((w.N, 1), np.uint8)], axis=1)[:, np.where(at < 0, w.K, at)].astype(np.int64)
@@ -241,7 +242,7 @@ def int8_gemm(a: np.ndarray, w: QuantizedWeight, bias: np.ndarray | None = None,
     it, up to fp32 summation order: per block and channel
     step * s' * (P - 2^(bits-1) value_sum) + (c' + s'/2) * block_sum with P = sum_k q values;
     layout 3 centres on 1 instead: step * s' * (P - value_sum) + c' * block_sum."""
-    geo = w.geometry
+    geo = w.geometry_of(layout_version)
     values, step, block_sum, value_sum, row_exponent = quantize_int8(a, geo)
     q = np.zeros((w.N, geo.K_pad), dtype=np.int64)
     q[:, : w.K] = w.q

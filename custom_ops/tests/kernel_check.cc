@@ -278,6 +278,10 @@ std::vector<Case> Cases() {
                                  " M " + std::to_string(M),
                              2200, 100, 2, group, M, q, 1.0, 0.02, false, false, kTriples));
   cases.push_back(Make("layout 3 short K 1001/64", 1001, 40, 2, 64, 2, Quant::kTernary, 1.0, 0.02, false, false, kTriples));
+  for (int64_t K : {252, 253, 758})  // whole rows: 252-k blocks (K = 252 has K_pad 256)
+    for (int64_t M : {1, 5})
+      cases.push_back(Make("layout 3 whole row K " + std::to_string(K) + " M " + std::to_string(M), K, 40, 2, K, M,
+                           Quant::kOffsets, 1.0, 0.02, false, false, kTriples));
   for (int64_t group : {128, 32768})
     cases.push_back(Make("layout 3 K 32768 all-max, group " + std::to_string(group), 32768, 32, 2, group, 1,
                          Quant::kZeroPoints, 1.0, 1.0, true, true, kTriples));

@@ -30,6 +30,9 @@ constexpr int kTripleStepK = 12;
 constexpr int kTripleStepBytes = 80;
 constexpr int kTripleTableBytes = 32;
 constexpr int kTripleFields = 27;  // 3^3; fields 27-31 read as 13, three zero weights
+// Layout 3's blocks where the group is the whole row: 21 whole steps, no padding (256 k would
+// be 22 steps with 8 k of zero weights: 1.72 bits a weight instead of 1.67).
+constexpr int kTripleRowBlockK = 252;
 
 // Geometry of one LutGemm weight, derived from the node attributes.
 struct Geometry {
@@ -171,9 +174,12 @@ inline const char* MakeGeometry(int64_t K, int64_t N, int64_t bits, int64_t grou
   g->n_tiles = g->N_pad / kTileN;
   g->k_steps = g->K_pad / kStepK;
   g->n_groups = (K + group_size - 1) / group_size;
-  g->block_k = block_k;
-  g->n_blocks = (g->K_pad + block_k - 1) / block_k;
   g->triples = layout_version == kTernaryLayout;
+  if (g->triples && whole_row) block_k = kTripleRowBlockK;
+  g->block_k = block_k;
+  // (the same count from K_pad when block_k is a multiple of 8; 252 needs K: K = 252 has
+  // K_pad = 256, which would make an empty second block)
+  g->n_blocks = ((g->triples ? K : g->K_pad) + block_k - 1) / block_k;
   if (g->triples) {  // every block's k below K in whole steps; the last block may be shorter
     const int64_t last = K - (g->n_blocks - 1) * block_k;
     g->k_steps = (g->n_blocks - 1) * g->block_steps() + (last + kTripleStepK - 1) / kTripleStepK;

@@ -345,7 +345,7 @@ __m512 CentredOffset(const PreparedWeights& w, int64_t at, int h, __m512 scale) 
 // kTriples: layout 3, its triples decoded to q (0, 1, 2) per byte (DecodeTripleBlock, 0 where
 // a step pads its block) and centred on 1: w = s (q - 1) + c with c the stored constant (0
 // for zero points of 1), so P starts at -value_sum (RowsOfBlock's centre at 1 bit) and the
-// offset is c itself; 3 quads a step, up to 66 (264 k) for a 256-k block.
+// offset is c itself; 3 quads a step, up to 66 (264 k) for a 256-k block (22 steps).
 template <int kBits, bool kSymmetric, bool kTriples = false>
 void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
                    const OutputRows& out) {
