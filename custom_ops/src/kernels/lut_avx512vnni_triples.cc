@@ -33,7 +33,8 @@ inline __mmask16 FirstLanes(int64_t n) {
 // weights.  In the kernel (4096x4096, one row, weights from L3): 7.9 cycles per tile and step,
 // 5.3 per 256 weights, against 8.1 for two planes' lookups (the AVX2 loop).
 
-// Byte i of qword q of the spread register is byte 5q + i of the half (i < 5; the rest 0).
+// Byte i of qword q of the spread register is byte 5q + i of the half (i < 5; bytes 5-7 repeat
+// byte 4: lane 8q + 7's window reads bits 35-42, and the three above its field are masked).
 inline __m512i SpreadHalf(int first) {
   alignas(64) uint8_t index[64];
   for (int i = 0; i < 64; ++i) index[i] = uint8_t(first + 5 * (i / 8) + std::min(i % 8, 4));
