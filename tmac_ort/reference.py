@@ -41,6 +41,20 @@ def _blocks_scaled(a: np.ndarray, geo: Geometry):
     return block_of_k, max_abs, exponent, scaled
 
 
+def _table_steps(largest: np.ndarray, scaled: np.ndarray, block_of_k: np.ndarray, exponent: np.ndarray):
+    """What both table builders finish with, from each block's largest quad or triple sum
+    `largest` [M, n_blocks] (in block units): 127 / largest (0 for an all-zero block), and the
+    half steps and block sums in units of 2^R[m] with R [M] the row's largest E."""
+    with np.errstate(divide="ignore"):
+        inv = np.where(largest > 0, np.float32(127) / largest, np.float32(0)).astype(np.float32)
+    block_sum = np.zeros(largest.shape, dtype=np.float32)
+    np.add.at(block_sum, (slice(None), block_of_k), scaled)
+    row_exponent = exponent.max(axis=1)
+    to_row = exponent - row_exponent[:, None]
+    half_scale = np.ldexp(largest / np.float32(254), to_row).astype(np.float32)
+    return inv, half_scale, np.ldexp(block_sum, to_row).astype(np.float32), row_exponent
+
+
 def build_tables(a: np.ndarray, geo: Geometry):
     """Tables of activation rows a[M, K]: int8 [M, K_pad/4, 16], half steps and block sums
     [M, n_blocks] in units of 2^R[m], and R [M].
@@ -57,10 +71,7 @@ def build_tables(a: np.ndarray, geo: Geometry):
     block_of_quad = np.arange(v.shape[1]) // (geo.block_k // QUAD_K)
     max_quad = np.zeros((M, geo.n_blocks), dtype=np.float32)
     np.maximum.at(max_quad, (slice(None), block_of_quad), abs_sum)
-    with np.errstate(divide="ignore"):
-        inv = np.where(max_quad > 0, np.float32(127) / max_quad, np.float32(0)).astype(np.float32)
-    block_sum = np.zeros((M, geo.n_blocks), dtype=np.float32)
-    np.add.at(block_sum, (slice(None), block_of_k), scaled)
+    inv, half_scale, block_sum, row_exponent = _table_steps(max_quad, scaled, block_of_k, exponent)
     tables = np.zeros((M, v.shape[1], 16), dtype=np.int8)
     inv_q = inv[:, block_of_quad]
     for i in range(8):
@@ -69,10 +80,7 @@ def build_tables(a: np.ndarray, geo: Geometry):
         q = np.clip(np.rint(e * inv_q), -127, 127).astype(np.int8)
         tables[..., i] = q
         tables[..., 15 - i] = -q
-    row_exponent = exponent.max(axis=1)
-    to_row = exponent - row_exponent[:, None]
-    half_scale = np.ldexp(max_quad / np.float32(254), to_row).astype(np.float32)
-    return tables, half_scale, np.ldexp(block_sum, to_row).astype(np.float32), row_exponent
+    return tables, half_scale, block_sum, row_exponent
 
 
 def build_triple_tables(a: np.ndarray, geo: Geometry):
@@ -93,20 +101,14 @@ def build_triple_tables(a: np.ndarray, geo: Geometry):
     block_of_step = np.repeat(np.arange(geo.n_blocks), [geo.triple_steps_of_block(b) for b in range(geo.n_blocks)])
     max_triple = np.zeros((M, geo.n_blocks), dtype=np.float32)
     np.maximum.at(max_triple, (slice(None), block_of_step), abs_sum.max(axis=2))
-    with np.errstate(divide="ignore"):
-        inv = np.where(max_triple > 0, np.float32(127) / max_triple, np.float32(0)).astype(np.float32)
-    block_sum = np.zeros((M, geo.n_blocks), dtype=np.float32)
-    np.add.at(block_sum, (slice(None), block_of_k), scaled)
+    inv, half_scale, block_sum, row_exponent = _table_steps(max_triple, scaled, block_of_k, exponent)
     tables = np.zeros((M, len(at), 4, TRIPLE_TABLE_BYTES), dtype=np.int8)
     inv_s = inv[:, block_of_step][..., None]
     for e in range(27):
         c = [np.float32((e // 3**i) % 3 - 1) for i in range(TRIPLE_K)]
         value = (c[0] * v[..., 0] + c[1] * v[..., 1]) + c[2] * v[..., 2]
         tables[..., e] = np.clip(np.rint(value * inv_s), -127, 127).astype(np.int8)
-    row_exponent = exponent.max(axis=1)
-    to_row = exponent - row_exponent[:, None]
-    half_scale = np.ldexp(max_triple / np.float32(254), to_row).astype(np.float32)
-    return tables, half_scale, np.ldexp(block_sum, to_row).astype(np.float32), row_exponent
+    return tables, half_scale, block_sum, row_exponent
 
 
 def is_symmetric(w: QuantizedWeight, layout_version: int = LAYOUT_VERSION) -> bool:

@@ -220,6 +220,9 @@ inline NibbleMap NibblePositions(int bits) {
   return where;
 }
 
+// Layout 3: digit i (0..2) of a field, the q (0, 1, 2) of the triple's weight i.
+constexpr int TripleDigit(int field, int i) { return (i == 0 ? field : i == 1 ? field / 3 : field / 9) % 3; }
+
 // Layout 3: the field of channel c (0..31) and triple j (0..3) in a step's 80 bytes.
 inline int TripleField(const uint8_t* step, int c, int j) {
   const int bit = 5 * (4 * (c % 16) + j), at = 40 * (c / 16) + bit / 8;
@@ -233,9 +236,7 @@ inline int TripleQuantAt(const Geometry& g, const uint8_t* planes, int64_t n, in
   const int64_t b = k / g.block_k, in_block = k - b * g.block_k;
   const int64_t s = b * g.block_steps() + in_block / kTripleStepK;
   const int j = int(in_block % kTripleStepK) / kTripleK, digit = int(in_block % kTripleK);
-  int field = TripleField(planes + g.step_offset(n / kTileN, s), int(n % kTileN), j);
-  for (int i = 0; i < digit; ++i) field /= 3;
-  return field % 3;
+  return TripleDigit(TripleField(planes + g.step_offset(n / kTileN, s), int(n % kTileN), j), digit);
 }
 
 // q[n, k] (0 .. 2^bits - 1) read back from the packed planes; `where` is NibblePositions(bits).

@@ -53,10 +53,17 @@ struct TripleConstants {
   TripleConstants() : spread{SpreadHalf(0), SpreadHalf(24)} {}
 };
 
-// Fields to bytes, their five bits kept and 32 j set: the table indices.
-TMAC_ALWAYS_INLINE __m512i FieldsToIndices(const TripleConstants& k, __m512i spread) {
-  const __m512i fields = _mm512_multishift_epi64_epi8(k.shifts, spread);
-  return _mm512_ternarylogic_epi32(fields, k.low5, k.table_of_lane, 0xea);  // (fields & low5) | table_of_lane
+// Half h of the step at `step`: byte l holds lane l's field in its five low bits (the bits
+// above are the next field's).  Two 64-byte loads per step, the second at step + 16.  (The
+// first 64 bytes and the last 16, the second half spread by vpermt2b, took 1.06x the time:
+// 4096x4096, 8 alternating runs.)
+TMAC_ALWAYS_INLINE __m512i HalfFields(const TripleConstants& k, const uint8_t* step, int h) {
+  return _mm512_multishift_epi64_epi8(k.shifts, _mm512_permutexvar_epi8(k.spread[h], _mm512_loadu_si512(step + 16 * h)));
+}
+
+// The lookups' table indices of half h: the fields' five bits kept and 32 j set.
+TMAC_ALWAYS_INLINE __m512i HalfIndices(const TripleConstants& k, const uint8_t* step, int h) {
+  return _mm512_ternarylogic_epi32(HalfFields(k, step, h), k.low5, k.table_of_lane, 0xea);  // (f & low5) | 32 j
 }
 
 // acc += the lookups of half h of one step for one row (table_low/high: the step's tables),
@@ -93,20 +100,14 @@ TMAC_ALWAYS_INLINE void AccumulateTriples(const TripleConstants& k, const uint8_
   const __m512i zero = _mm512_setzero_si512();
   __m512i even00 = zero, even01 = zero, even10 = zero, even11 = zero, odd00 = zero, odd01 = zero, odd10 = zero,
           odd11 = zero;
-  // Two 64-byte loads, the second at step + 16.  (The first 64 bytes and the last 16, the
-  // second half spread by vpermt2b, took 1.06x the time: 4096x4096, 8 alternating runs.)
-  auto indices = [&](const uint8_t* step, __m512i& half0, __m512i& half1) TMAC_ALWAYS_INLINE_LAMBDA {
-    half0 = FieldsToIndices(k, _mm512_permutexvar_epi8(k.spread[0], _mm512_loadu_si512(step)));
-    half1 = FieldsToIndices(k, _mm512_permutexvar_epi8(k.spread[1], _mm512_loadu_si512(step + 16)));
-  };
   // The step's kTiles * 80 bytes of the next tiles' part: lines 0, 64 (128) and the last one.
   // (Each line once, five per two steps of two tiles in a burst, streamed at 0.55x the speed.)
   auto step_into = [&](int64_t s, __m512i& s00, __m512i& s01, __m512i& s10, __m512i& s11) TMAC_ALWAYS_INLINE_LAMBDA {
     const char* ahead = reinterpret_cast<const char*>(prefetch + s * kTiles * kTripleStepBytes);
     for (int i = 0; i < kTiles * kTripleStepBytes; i += 64) _mm_prefetch(ahead + i, _MM_HINT_T0);
     _mm_prefetch(ahead + kTiles * kTripleStepBytes - 1, _MM_HINT_T0);
-    __m512i index0, index1, other0, other1;
-    indices(steps[0] + s * kTripleStepBytes, index0, index1);
+    const uint8_t* step = steps[0] + s * kTripleStepBytes;
+    const __m512i index0 = HalfIndices(k, step, 0), index1 = HalfIndices(k, step, 1);
     const int8_t* t0 = tables[0] + s * 4 * kTripleTableBytes;
     const __m512i low0 = _mm512_load_si512(t0), high0 = _mm512_load_si512(t0 + 64);
     LookUpTriples(s00, k, index0, low0, high0);
@@ -118,9 +119,9 @@ TMAC_ALWAYS_INLINE void AccumulateTriples(const TripleConstants& k, const uint8_
       LookUpTriples(s11, k, index1, low1, high1);
     }
     if constexpr (kTiles == 2) {
-      indices(steps[1] + s * kTripleStepBytes, other0, other1);
-      LookUpTriples(s10, k, other0, low0, high0);
-      LookUpTriples(s11, k, other1, low0, high0);
+      const uint8_t* other = steps[1] + s * kTripleStepBytes;
+      LookUpTriples(s10, k, HalfIndices(k, other, 0), low0, high0);
+      LookUpTriples(s11, k, HalfIndices(k, other, 1), low0, high0);
     }
   };
   int64_t s = 0;
@@ -238,11 +239,7 @@ struct TripleCoefficients {
   TripleCoefficients() {
     for (int d = 0; d < kTripleK; ++d) {
       alignas(64) float v[16];
-      for (int e = 0; e < 16; ++e) {
-        int digits = e;
-        for (int j = 0; j < d; ++j) digits /= 3;
-        v[e] = float(digits % 3 - 1);
-      }
+      for (int e = 0; e < 16; ++e) v[e] = float(TripleDigit(e, d) - 1);
       c[d] = _mm512_load_ps(v);
     }
   }
@@ -258,11 +255,7 @@ struct TripleDecodePlan {
   TripleDecodePlan() {
     alignas(64) uint8_t table[128] = {};
     for (int i = 0; i < kTripleK; ++i)
-      for (int f = 0; f < 32; ++f) {
-        int digits = f < kTripleFields ? f : 13;
-        for (int j = 0; j < i; ++j) digits /= 3;
-        table[32 * i + f] = uint8_t(digits % 3);
-      }
+      for (int f = 0; f < 32; ++f) table[32 * i + f] = uint8_t(TripleDigit(f < kTripleFields ? f : 13, i));
     digits_low = _mm512_load_si512(table);
     digits_high = _mm512_load_si512(table + 64);
     for (int u = 0; u < 3; ++u) {
@@ -295,8 +288,7 @@ void DecodeTripleBlock(const uint8_t* steps, int64_t n, int64_t len, uint8_t* ou
   for (int64_t s = 0; s < n; ++s) {
     const uint8_t* step = steps + s * kTripleStepBytes;
     for (int h = 0; h < 2; ++h) {
-      const __m512i spread = _mm512_permutexvar_epi8(k.spread[h], _mm512_loadu_si512(step + 16 * h));
-      const __m512i fields = _mm512_and_si512(_mm512_multishift_epi64_epi8(k.shifts, spread), k.low5);
+      const __m512i fields = _mm512_and_si512(HalfFields(k, step, h), k.low5);
       for (int u = 0; u < 3; ++u) {
         const __m512i index = _mm512_or_si512(_mm512_permutexvar_epi8(plan.gather[u], fields), plan.digit_of[u]);
         const __m512i digits = _mm512_maskz_permutex2var_epi8(QuadBelow(kTripleStepK * s + 4 * u, len), plan.digits_low,

@@ -208,9 +208,9 @@ inline BlockStats ComputeTripleBlockStats(const Geometry& g, const float* a, int
 inline void QuantizeTriplePortable(const float v[kTripleK], float inv_step, int8_t* t) {
   for (int e = 0; e < kTripleTableBytes; ++e) t[e] = 0;
   for (int e = 0; e < 13; ++e) {
-    float x = float(e % 3 - 1) * v[0];
-    x += float(e / 3 % 3 - 1) * v[1];
-    x += float(e / 9 - 1) * v[2];
+    float x = float(TripleDigit(e, 0) - 1) * v[0];
+    x += float(TripleDigit(e, 1) - 1) * v[1];
+    x += float(TripleDigit(e, 2) - 1) * v[2];
     const float q = std::min(127.f, std::max(-127.f, std::nearbyint(x * inv_step)));
     t[e] = static_cast<int8_t>(q);
     t[26 - e] = static_cast<int8_t>(-q);
