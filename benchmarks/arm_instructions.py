@@ -2,9 +2,12 @@
 instruction count under emulation, not a time), and by the x86 kernels under callgrind.
 
     python benchmarks/arm_instructions.py [--shape 1024x256] [--bits 1 2 3 4] [--layout 1|2]
+    python benchmarks/arm_instructions.py --ternary [--shape 4096x1024]
 
 Builds custom_ops/tests/kernel_check for aarch64 and natively (kernel_check.sh), runs its
-`gemv KERNEL K N BITS LAYOUT` mode (M=1, group 128, symmetric weights) and counts the instructions
+`gemv KERNEL K N BITS LAYOUT [GROUP ternary]` mode (M=1, group 128, symmetric weights; with
+--ternary: ternary weights, one group per row, as two planes (layout 2) and as triples
+(layout 3), on the ARM kernels) and counts the instructions
 executed inside LutGemm::Run and the kernels it calls (tables, tiles, epilogue): under
 qemu-aarch64 -cpu max from the translation-block trace (`-d in_asm,exec,nochain`, filtered to
 those functions' addresses), on x86 with callgrind's --toggle-collect.
@@ -24,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "custom_ops" / "tests" / "kernel_check.sh"
 KERNEL_FUNCTIONS = re.compile(r"LutGemm::Run|GemmTiles|BuildTables|QuantizeQuads|ComputeBlockStats|tmac::neon::|"
-                              r"FinishBlockStats")  # (not libm: the constructor calls it per scale)
+                              r"FinishBlockStats|Triple")  # (not libm: the constructor calls it per scale)
 
 
 def build(target: str, out: Path) -> Path:
@@ -45,13 +48,13 @@ def kernel_ranges(binary: Path) -> list[tuple[int, int]]:
     return ranges
 
 
-def qemu_count(binary: Path, kernel: str, K: int, N: int, bits: int, layout: int) -> int:
+def qemu_count(binary: Path, kernel: str, K: int, N: int, bits: int, layout: int, extra: tuple = ()) -> int:
     ranges = kernel_ranges(binary)
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "trace"
         dfilter = ",".join(f"{a:#x}..{b - 1:#x}" for a, b in ranges)
         subprocess.run(["qemu-aarch64", "-cpu", "max", "-d", "in_asm,exec,nochain", "-dfilter", dfilter, "-D", str(log),
-                        str(binary), "gemv", kernel, str(K), str(N), str(bits), str(layout)], check=True,
+                        str(binary), "gemv", kernel, str(K), str(N), str(bits), str(layout), *extra], check=True,
                        capture_output=True)
         size: dict[int, int] = {}
         executed: collections.Counter = collections.Counter()
@@ -85,8 +88,12 @@ def main() -> int:
     parser.add_argument("--bits", nargs="*", type=int, default=[1, 2, 3, 4])
     parser.add_argument("--layout", type=int, choices=(1, 2), default=2,
                         help="packed layout version of the weights (2: K-chunked, the packer's default)")
+    parser.add_argument("--ternary", action="store_true",
+                        help="ternary weights (group = K): two planes (layout 2) against triples (layout 3)")
     args = parser.parse_args()
     K, N = map(int, args.shape.split("x"))
+    if args.ternary:
+        return ternary(K, N)
     with tempfile.TemporaryDirectory() as tmp:
         arm, native = build("aarch64", Path(tmp) / "arm"), build("native", Path(tmp) / "native")
         print(f"instructions per GEMV, K={K} N={N} group 128 M=1, layout {args.layout} (tables, tiles and epilogue)")
@@ -99,6 +106,19 @@ def main() -> int:
         for kernel, how, binary, count in rows:
             cells = [count(binary, kernel, K, N, b, args.layout) for b in args.bits]
             print(f"| {kernel} | {how} | " + " | ".join(f"{c / 1e3:,.0f} k" for c in cells) + " |", flush=True)
+    return 0
+
+
+def ternary(K: int, N: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        arm = build("aarch64", Path(tmp) / "arm")
+        print(f"instructions per ternary GEMV, K={K} N={N} one group per row M=1 (tables, tiles and epilogue)")
+        print("| kernel | how counted | planes (layout 2) | triples (layout 3) | triples / planes |")
+        print("|---|---|---|---|---|")
+        for kernel in ("neon-dotprod", "neon", "scalar"):
+            planes, triples = (qemu_count(arm, kernel, K, N, 2, layout, (str(K), "ternary")) for layout in (2, 3))
+            print(f"| {kernel} | qemu -cpu max | {planes / 1e3:,.0f} k | {triples / 1e3:,.0f} k | {triples / planes:.2f} |",
+                  flush=True)
     return 0
 
 

@@ -5,8 +5,12 @@
 namespace tmac {
 
 const KernelOps& NeonKernel() {
-  static const KernelOps ops = {neon::BuildTables, neon::GemmTilesDispatch<false>, neon::HalfToFloat,
-                                neon::FloatToHalf};
+  static const KernelOps ops = [] {
+    KernelOps o{neon::BuildTables, neon::GemmTilesDispatch<false>, neon::HalfToFloat, neon::FloatToHalf};
+    o.build_triple_tables = neon::BuildTripleTables;
+    o.gemm_triple_tiles = neon::GemmTriplesDispatch<false>;
+    return o;
+  }();
   return ops;
 }
 

@@ -7,8 +7,12 @@
 namespace tmac {
 
 const KernelOps& NeonDotprodKernel() {
-  static const KernelOps ops = {neon::BuildTables, neon::GemmTilesDispatch<true>, neon::HalfToFloat,
-                                neon::FloatToHalf};
+  static const KernelOps ops = [] {
+    KernelOps o{neon::BuildTables, neon::GemmTilesDispatch<true>, neon::HalfToFloat, neon::FloatToHalf};
+    o.build_triple_tables = neon::BuildTripleTables;
+    o.gemm_triple_tiles = neon::GemmTriplesDispatch<true>;
+    return o;
+  }();
   return ops;
 }
 

@@ -11,6 +11,8 @@
 //     group is one channel's planes (2p, 2p, 2p+1, 2p+1); `sdot` with weights
 //     (4^p, 4^p, 2*4^p, 2*4^p) sums them straight into int32 (no window, no merge).
 // The odd top plane (1 and 3 bits) uses `smlal` in both.
+// Layout 3 (ternary triples): one lookup path for both (`tbl` over two triples' 64 bytes of
+// tables, `sadalp`), below.
 // Tables: built four lanes at a time, the same int8 bytes as the portable builder; fp16 <->
 // fp32 with the AdvSIMD conversions.
 #pragma once
@@ -33,6 +35,7 @@ namespace neon {
 namespace {
 
 #define TMAC_ALWAYS_INLINE inline __attribute__((always_inline))
+#define TMAC_ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
 
 // int32 sums of one block: sum[j] holds channels 4j..4j+3.
 struct BlockSums {
@@ -173,6 +176,86 @@ TMAC_ALWAYS_INLINE void AccumulateBlock(const uint8_t* steps, const int8_t* tabl
   }
 }
 
+// Layout 3: ternary triples (docs/packed-format.md).  A step is 80 bytes: half h (bytes 40h..)
+// holds 64 five-bit fields, lane 4c + j for channel 16h + c and triple j, so the two fields of
+// triples 0 and 1 of a channel are ten consecutive bits (20c..), and those of triples 2 and 3
+// the next ten.  Per eight channels and triple pair: one `tbl` gathers each channel's ten bits
+// into a 16-bit lane (two bytes), `ushl` aligns them (shifts 0/4, or 2/6 for triples 2-3), a
+// shift and two bit-selects put the fields in bytes 0 and 1 with 32 added to byte 1, and one
+// 4-register `tbl` looks both up in the pair's two 32-entry tables (indices 0-31 and 32-63);
+// `sadalp` adds each channel's two bytes to its int16 sum.  Per 16 lookups (48 weights): 7
+// instructions; the step's loop (384 weights) is 71 with its loads (GCC 12, -O2).  Counted
+// under qemu (benchmarks/arm_instructions.py --ternary, 4096x1024 at one group per row): a
+// tile's 4096 k take 30 k instructions against 27 k for two planes with `sdot`, the whole
+// GEMV 1.15x (1.11x against plain NEON's planes) for 0.83x the weight bytes.  No multiply,
+// so the plain and the dot-product kernels share it.
+//
+// int16 sums: per step a lane takes four entries of at most 127; a block has at most 22 steps.
+static_assert((kMaxBlockK + kTripleStepK - 1) / kTripleStepK * 4 * 127 <= 32767, "layout 3 int16 block sum overflows");
+
+struct TripleGather {
+  // [pair of triples: 0-1 / 2-3][quarter v of the step]: byte indices into the two registers
+  // that hold quarter v's bytes (v = 2h + (channels 8-15 of half h): registers v and v + 1 of
+  // the step's five); lane c of a 16-bit pair takes the bytes of bit 20c (+ 10) of the quarter.
+  uint8x16_t index[2][4];
+  int16x8_t shift[2];  // right shifts (negative left shifts) of the 16-bit windows
+  TripleGather() {
+    for (int pair = 0; pair < 2; ++pair) {
+      alignas(16) uint8_t bytes[16];
+      alignas(16) int16_t right[8];
+      for (int c = 0; c < 8; ++c) {
+        const int bit = 20 * c + 10 * pair;
+        bytes[2 * c] = uint8_t(bit / 8);
+        bytes[2 * c + 1] = uint8_t(bit / 8 + 1);
+        right[c] = int16_t(-(bit % 8));
+      }
+      // Quarter v starts at byte 20v of the step; its register pair at byte 16v.
+      for (int v = 0; v < 4; ++v) index[pair][v] = vaddq_u8(vld1q_u8(bytes), vdupq_n_u8(uint8_t(4 * v)));
+      shift[pair] = vld1q_s16(right);
+    }
+  }
+};
+
+// Indices of one 16-bit lane per channel: its first field in byte 0, its second plus 32 in
+// byte 1 (the bits above each field, the next fields', cleared).
+TMAC_ALWAYS_INLINE uint8x16_t TriplePairIndices(uint8x16x2_t bytes, uint8x16_t index, int16x8_t shift) {
+  const uint16x8_t window = vshlq_u16(vreinterpretq_u16_u8(vqtbl2q_u8(bytes, index)), shift);  // fields at bits 0, 5
+  const uint16x8_t fields = vbslq_u16(vdupq_n_u16(0x00ff), window, vshlq_n_u16(window, 3));   // ... at bits 0, 8
+  return vbslq_u8(vdupq_n_u8(0x1f), vreinterpretq_u8_u16(fields), vreinterpretq_u8_u16(vdupq_n_u16(0x2000)));
+}
+
+// One step: s[v] (channels 8v..8v+7) += the entries of their four triples.  Quarter v's bytes
+// are loaded as a register pair of their own (four overlapping 32-byte `ld1`): pairs made
+// from one 80-byte load cost GCC a move per register (tbl wants them consecutive), 88
+// instructions a step against 71; pairs of 16-byte loads went through the stack (96).
+TMAC_ALWAYS_INLINE void TripleStep(const TripleGather& k, const uint8_t* step, const int8_t* tables, int16x8_t& s0,
+                                   int16x8_t& s1, int16x8_t& s2, int16x8_t& s3) {
+  const int8x16x4_t tables01 = vld1q_s8_x4(tables), tables23 = vld1q_s8_x4(tables + 2 * kTripleTableBytes);
+  auto quarter = [&](int v, int16x8_t& sum) TMAC_ALWAYS_INLINE_LAMBDA {
+    const uint8x16x2_t bytes = vld1q_u8_x2(step + 16 * v);
+    sum = vpadalq_s8(sum, vqtbl4q_s8(tables01, TriplePairIndices(bytes, k.index[0][v], k.shift[0])));
+    sum = vpadalq_s8(sum, vqtbl4q_s8(tables23, TriplePairIndices(bytes, k.index[1][v], k.shift[1])));
+  };
+  quarter(0, s0);
+  quarter(1, s1);
+  quarter(2, s2);
+  quarter(3, s3);
+}
+
+// A block of n steps: sum->c[j] = 2 P of channels 4j..4j+3 (what TileRow scales by half_scale).
+// The sums are named variables: as an array they went to the stack every step.
+TMAC_ALWAYS_INLINE void AccumulateTripleBlock(const uint8_t* steps, const int8_t* tables, int64_t n, BlockSums* sum) {
+  static const TripleGather k;
+  int16x8_t s0 = vdupq_n_s16(0), s1 = s0, s2 = s0, s3 = s0;
+  for (int64_t s = 0; s < n; ++s)
+    TripleStep(k, steps + s * kTripleStepBytes, tables + s * 4 * kTripleTableBytes, s0, s1, s2, s3);
+  const int16x8_t p[4] = {s0, s1, s2, s3};
+  for (int v = 0; v < 4; ++v) {
+    sum->c[2 * v] = vshll_n_s16(vget_low_s16(p[v]), 1);
+    sum->c[2 * v + 1] = vshll_high_n_s16(p[v], 1);
+  }
+}
+
 TMAC_ALWAYS_INLINE float32x4_t LoadHalf4(const uint16_t* p) {
   float16x4_t h;
   std::memcpy(&h, p, sizeof(h));
@@ -191,11 +274,12 @@ TMAC_ALWAYS_INLINE float32x4_t ZeroPointConstant(const uint8_t* nibbles, int j, 
 
 // Tile t, row m, blocks [b_begin, b_end); with `carry` (32 floats), y starts from it (unless
 // b_begin is 0) and is left in it instead of going to `out` (OutputRows).
-template <int kBits, bool kDot, Offsets kOffsets>
+// kTriples: layout 3 (the block's sums are 2 P, and kSymmetric has no constant term).
+template <int kBits, bool kDot, Offsets kOffsets, bool kTriples = false>
 void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m, int64_t b_begin,
              int64_t b_end, GroupCursor blocks, const uint8_t* first_steps, float* carry, const OutputRows& out) {
   const Geometry& g = w.geo;
-  const int8_t* tables = act.tables + m * g.k_steps * 2 * kTableBytes;
+  const int8_t* tables = act.tables + m * g.k_steps * g.table_step_bytes();
   float32x4_t y[8];
   for (int j = 0; j < 8; ++j) y[j] = b_begin == 0 ? vdupq_n_f32(0.f) : vld1q_f32(carry + 4 * j);
   const uint8_t* steps = nullptr;  // the block's steps: found at each chunk's start, then stepped
@@ -204,7 +288,10 @@ void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, i
     const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
     if (b == b_begin) steps = first_steps;
     else if (blocks.ChunkStart()) steps = w.planes + g.step_offset(t, s0);
-    AccumulateBlock<kBits, kDot>(steps, tables + s0 * 2 * kTableBytes, s1 - s0, &sum);
+    if constexpr (kTriples)
+      AccumulateTripleBlock(steps, tables + s0 * g.table_step_bytes(), s1 - s0, &sum);
+    else
+      AccumulateBlock<kBits, kDot>(steps, tables + s0 * g.table_step_bytes(), s1 - s0, &sum);
     steps += (s1 - s0) * g.step_bytes();
     const int64_t at = blocks.Entry(t) * kTileN;
     if (b + 1 < b_end) blocks.NextBlock();  // (past the call's last block: a chunk's divisions for nothing)
@@ -213,8 +300,8 @@ void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, i
     for (int j = 0; j < 8; ++j) {
       const float32x4_t scale = LoadHalf4(&w.scale[at + 4 * j]);
       const float32x4_t sum_f = vcvtq_f32_s32(sum.c[j]);
-      if (kOffsets == Offsets::kSymmetric) {  // y += s * (P * step/2 - block_sum/2)
-        y[j] = vfmaq_f32(y[j], scale, vfmaq_n_f32(vdupq_n_f32(-0.5f * block_sum), sum_f, half_scale));
+      if (kOffsets == Offsets::kSymmetric) {  // y += s * (P * step/2 - block_sum/2); layout 3: s * 2P step/2
+        y[j] = vfmaq_f32(y[j], scale, vfmaq_n_f32(vdupq_n_f32(kTriples ? 0.f : -0.5f * block_sum), sum_f, half_scale));
       } else {
         const float32x4_t constant =
             kOffsets == Offsets::kZeroPoints
@@ -243,7 +330,7 @@ void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, i
 
 // One row may come as a block range with a carry (LutGemm::RunTables); otherwise each tile
 // takes all its blocks for every row.
-template <int kBits, bool kDot, Offsets kOffsets>
+template <int kBits, bool kDot, Offsets kOffsets, bool kTriples = false>
 void GemmTiles(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
                const OutputRows& out) {
   const Geometry& g = w.geo;
@@ -251,7 +338,7 @@ void GemmTiles(const PreparedWeights& w, const ActivationTables& act, int64_t ti
     const GroupCursor blocks(g, out.block_begin);
     const StepOfTiles first(g, out.block_begin * g.block_steps());
     for (int64_t t = tile_begin; t < tile_end; ++t)
-      TileRow<kBits, kDot, kOffsets>(w, act, t, 0, out.block_begin, out.block_end, blocks, first.In(w.planes, t),
+      TileRow<kBits, kDot, kOffsets, kTriples>(w, act, t, 0, out.block_begin, out.block_end, blocks, first.In(w.planes, t),
                                      out.carry + t * kTileN, out);
     return;
   }
@@ -259,7 +346,7 @@ void GemmTiles(const PreparedWeights& w, const ActivationTables& act, int64_t ti
   const StepOfTiles first(g, 0);
   for (int64_t t = tile_begin; t < tile_end; ++t)
     for (int64_t m = 0; m < act.rows; ++m)
-      TileRow<kBits, kDot, kOffsets>(w, act, t, m, 0, g.n_blocks, blocks, first.In(w.planes, t), nullptr, out);
+      TileRow<kBits, kDot, kOffsets, kTriples>(w, act, t, m, 0, g.n_blocks, blocks, first.In(w.planes, t), nullptr, out);
 }
 
 template <bool kDot, Offsets kOffsets>
@@ -281,6 +368,15 @@ void GemmTilesDispatch(const PreparedWeights& w, const ActivationTables& act, in
     case Offsets::kZeroPoints: return GemmTilesBits<kDot, Offsets::kZeroPoints>(w, act, tile_begin, tile_end, out);
     default: return GemmTilesBits<kDot, Offsets::kConstants>(w, act, tile_begin, tile_end, out);
   }
+}
+
+// Layout 3: zero points of 1 (kSymmetric) or a stored constant (kConstants), never nibbles.
+template <bool kDot>
+void GemmTriplesDispatch(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
+                         const OutputRows& out) {
+  if (w.offsets == Offsets::kSymmetric)
+    return GemmTiles<2, kDot, Offsets::kSymmetric, true>(w, act, tile_begin, tile_end, out);
+  return GemmTiles<2, kDot, Offsets::kConstants, true>(w, act, tile_begin, tile_end, out);
 }
 
 // The statistics of a block that lies wholly inside K, four activations at a time, and its
@@ -340,6 +436,86 @@ inline bool BuildTables(const Geometry& g, const float* a, const RowTables& out)
       const int8x8_t mirror = vrev64_s8(vneg_s8(entries));       // T[15 - i] = -T[i]
       vst1q_s8(out.tables + ((st.k0 + k) / kQuadK) * kTableBytes, vcombine_s8(entries, mirror));
     }
+  }
+  return finite;
+}
+
+// Layout 3's tables (tables.h), the portable builder's bytes.  A block that lies wholly inside K
+// and is finite is scaled into `scaled`, padded with zeros to whole steps; each triple's
+// entries 0-15 are ((c0 a0) + c1 a1) + c2 a2 by two fused multiply-adds (c a is exact, so each
+// rounds as the portable add), rounded to nearest even, and `tbl` writes the 32 bytes: entries
+// 0-13, the mirror images -T[12..0] at 14-26, zeros at 27-31.  Other blocks take the portable
+// path.
+struct TripleEntries {
+  float32x4_t c[kTripleK][4];  // [digit][entries 4i..4i+3]: digit minus 1
+  uint8x16_t low, high;        // bytes 0-15 and 16-31 from {T[0..15], -T[0..15]}
+  TripleEntries() {
+    for (int d = 0; d < kTripleK; ++d)
+      for (int i = 0; i < 4; ++i) {
+        float v[4];
+        for (int e = 0; e < 4; ++e) v[e] = float(TripleDigit(4 * i + e, d) - 1);
+        c[d][i] = vld1q_f32(v);
+      }
+    uint8_t bytes[kTripleTableBytes];
+    for (int e = 0; e < kTripleTableBytes; ++e)
+      bytes[e] = e < 14 ? uint8_t(e) : e < kTripleFields ? uint8_t(16 + 26 - e) : uint8_t(0xff);  // (0xff: 0)
+    low = vld1q_u8(bytes);
+    high = vld1q_u8(bytes + 16);
+  }
+};
+
+// (Unrolled by hand, the constants passed in registers: with a loop over i and the constants
+// read from the static struct GCC kept q[] on the stack and reloaded every constant per
+// triple, 70 instructions a triple.)
+TMAC_ALWAYS_INLINE void QuantizeTriple(const TripleEntries& k, const float* v, float inv_step, int8_t* table) {
+  auto quarter = [&](int i) TMAC_ALWAYS_INLINE_LAMBDA {
+    const float32x4_t x = vfmaq_n_f32(vfmaq_n_f32(vmulq_n_f32(k.c[0][i], v[0]), k.c[1][i], v[1]), k.c[2][i], v[2]);
+    return vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(x, inv_step)));
+  };
+  const int8x16_t entries = vcombine_s8(vqmovn_s16(vcombine_s16(quarter(0), quarter(1))),
+                                        vqmovn_s16(vcombine_s16(quarter(2), quarter(3))));
+  const int8x16x2_t both = {{entries, vnegq_s8(entries)}};
+  vst1q_s8(table, vqtbl2q_s8(both, k.low));
+  vst1q_s8(table + 16, vqtbl2q_s8(both, k.high));
+}
+
+inline bool BuildTripleTables(const Geometry& g, const float* a, const RowTables& out) {
+  static const TripleEntries k;
+  bool finite = true;
+  float scaled[(kMaxBlockK + kTripleStepK - 1) / kTripleStepK * kTripleStepK];
+  for (int64_t b = 0; b < g.n_blocks; ++b) {
+    const float* x = a + b * g.block_k;
+    const int64_t n = g.block_k, steps = g.block_steps();
+    float32x4_t max_abs = vdupq_n_f32(0.f);
+    uint32x4_t all_finite = vdupq_n_u32(~0u);
+    for (int64_t i = 0; (b + 1) * g.block_k <= g.K && i < n; i += 4) {  // (block_k is a multiple of 4)
+      const float32x4_t v = vabsq_f32(vld1q_f32(x + i));
+      all_finite = vandq_u32(all_finite, vcleq_f32(v, vdupq_n_f32(FLT_MAX)));  // false for NaN and inf
+      max_abs = vmaxq_f32(max_abs, v);
+    }
+    if ((b + 1) * g.block_k > g.K || vminvq_u32(all_finite) == 0) {
+      finite = BuildTripleBlockPortable(g, a, b, out) && finite;
+      continue;
+    }
+    const int exponent = BlockExponent(vmaxvq_f32(max_abs));
+    const float scale = PowerOfTwo(-exponent);
+    float32x4_t sum = vdupq_n_f32(0.f);
+    for (int64_t i = 0; i < n; i += 4) {
+      const float32x4_t v = vmulq_n_f32(vld1q_f32(x + i), scale);
+      vst1q_f32(scaled + i, v);
+      sum = vaddq_f32(sum, v);
+    }
+    std::fill(scaled + n, scaled + steps * kTripleStepK, 0.f);
+    float32x4_t max_triple = vdupq_n_f32(0.f);
+    for (int64_t s = 0; s < steps; ++s) {  // lanes: the step's four triples
+      const float32x4x3_t v = vld3q_f32(scaled + s * kTripleStepK);
+      max_triple = vmaxq_f32(max_triple, vaddq_f32(vaddq_f32(vabsq_f32(v.val[0]), vabsq_f32(v.val[1])), vabsq_f32(v.val[2])));
+    }
+    const BlockStats st = FinishBlockStats(g, b, exponent, vmaxvq_f32(max_triple), vaddvq_f32(sum), true, out);
+    int8_t* tables = out.tables + b * steps * g.table_step_bytes();
+    const TripleEntries constants = k;  // (in registers for the loop)
+    for (int64_t t = 0; t < steps * 4; ++t)
+      QuantizeTriple(constants, scaled + t * kTripleK, st.inv_step, tables + t * kTripleTableBytes);
   }
   return finite;
 }
