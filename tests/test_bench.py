@@ -137,3 +137,26 @@ def test_bench_refuses_a_kernel_it_cannot_run(capsys):
     assert cli.main(["bench", "--kernel", "sparc"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bench: kernel sparc: not in this build" in err
+
+
+def test_ternary_comparison_times_another_build_beside_this_one(tmp_path):
+    """--ternary --compare-library: the other build's triples and planes join the contenders,
+    named by its folder, and hold the same weights (the same product)."""
+    import shutil
+
+    import numpy as np
+
+    from tmac_ort import bench
+
+    other = tmp_path / "other-build"
+    other.mkdir()
+    shutil.copy(tmac_ort.get_library_path(), other / "libtmac_ort_ops.so")
+    rng = np.random.default_rng(1)
+    cs, ternary = bench.ternary_contenders((rng.standard_normal((96, 256)) * 0.02).astype(np.float32), 1,
+                                           other_libraries=[str(other / "libtmac_ort_ops.so")])
+    names = [c.name for c in cs]
+    assert "LutGemm ternary triples [other-build]" in names and "LutGemm ternary planes [other-build]" in names
+    a = rng.standard_normal((1, 256)).astype(np.float32)
+    exact = a.astype(np.float64) @ ternary.T.astype(np.float64)
+    for c in cs:
+        assert relative_rms(c.session.run(None, {"A": a})[0], exact) < 0.02, c.name

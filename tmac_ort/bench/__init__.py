@@ -20,13 +20,13 @@ SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096), (576, 1536), (1536, 576), 
 
 
 def run_ternary(shape, threads: int, rounds: int, llama_cpp: str | None, kernels: tuple[str, ...] = (),
-                stream: bool = False) -> None:
+                stream: bool = False, other_libraries=()) -> None:
     """`stream`: weights from DRAM as when decoding (--stream); llama.cpp's own benchmark
     times its GEMV warm whatever this says."""
     K, N = shape
     rng = np.random.default_rng(0)
     cs, _ = ternary_contenders((rng.standard_normal((N, K)) * 0.02).astype(np.float32), threads, kernels,
-                               beyond_cache_bytes() if stream else 0)
+                               beyond_cache_bytes() if stream else 0, other_libraries)
     a = rng.standard_normal((1, K)).astype(np.float32)
     samples = {c.name: [] for c in cs}
     if llama_cpp:
@@ -127,7 +127,7 @@ def run_command(args) -> int:
     if args.ternary:
         if args.cold:
             raise ValueError("bench: --ternary times warm or --stream, not --cold")
-        run_ternary(shapes[0], args.threads[0], args.rounds, args.llama_cpp, kernels, args.stream)
+        run_ternary(shapes[0], args.threads[0], args.rounds, args.llama_cpp, kernels, args.stream, args.compare_library)
         return 0
     bandwidth = {t: read_bandwidth_gbs(t) for t in sorted(set(args.threads))}
     print("read bandwidth " + ", ".join(f"{t} thread(s) {gbs:.1f} GB/s" for t, gbs in bandwidth.items()))

@@ -97,12 +97,12 @@ def group_dividing(K: int, preferred: int) -> int:
 
 
 def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] = (),
-                       stream_bytes: int = 0) -> tuple[list[Contender], np.ndarray]:
+                       stream_bytes: int = 0, other_libraries=()) -> tuple[list[Contender], np.ndarray]:
     """BitNet-style ternary weights (sign of w, zero where |w| is small, one scale per row):
     LutGemm packs them exactly with one group per row (what `tmac-ort rewrite` does on
     detecting them), as base-3 triples (layout 3, first: the ratios are its) and as two bit
-    planes (layout 2); ORT gets the same values as 2-bit MatMulNBits (block 128).
-    `stream_bytes`: as for `contenders`."""
+    planes (layout 2), also on other builds of the op; ORT gets the same values as 2-bit
+    MatMulNBits (block 128).  `stream_bytes`: as for `contenders`."""
     from .. import matmul_nbits_format, selected_kernel
     from ..nodes import make_lut_gemm_model
     from ..packing import TERNARY_LAYOUT, QuantizedWeight
@@ -121,6 +121,11 @@ def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] 
             model = make_lut_gemm_model(qw, layout_version=layout)
             add(f"LutGemm ternary {label} {kernel}",
                 lambda: _session(model, threads, library=True, kernel=kernel), qw.pack(layout).nbytes)
+    for library in other_libraries:  # A/B against another build of the op (ablations)
+        for layout, label in ((TERNARY_LAYOUT, "triples"), (2, "planes")):
+            model = make_lut_gemm_model(qw, layout_version=layout)
+            add(f"LutGemm ternary {label} [{Path(library).parent.name}]",
+                lambda: _session(model, threads, library=str(library)), qw.pack(layout).nbytes)
     N, K = w_nk.shape
     block = group_dividing(K, 128)
     blocks = K // block

@@ -75,53 +75,46 @@ TMAC_ALWAYS_INLINE void LookUpTriples(__m512i& acc, const TripleConstants& k, __
   asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(k.ones), "v"(looked_up));
 }
 
-// The int32 sums P of n steps for two (row, tile) pairs, channels 16h..16h+15 of pair i in
-// sum##i##h: kRows = 2 (rows 0 and 1 of tile 0: the weights' indices made once for both) or
-// kTiles = 2 (tiles 0 and 1 of row 0: the step's tables loaded once for both; a lone pair:
-// kRows = kTiles = 1).  steps[i]: tile i's steps, tables[r]: row r's tables of the first
-// step.  A block's P is at most 22 steps * 4 * 127.
+// The int32 sums P of n steps of one tile for kRows rows (1 or 2: two rows share the
+// weights' indices), channels 16h..16h+15 of row r in sum##r##h.  steps: the tile's steps,
+// tables[r]: row r's tables of the first step.  A block's P is at most 22 steps * 4 * 127.
 //
 // Named variables, not arrays: GCC kept an array of accumulators on the stack.  Odd steps sum
-// into their own accumulators: one pair's two chains alone waited on vpdpbusd's latency.
-// Zen 4, one row, 4096x4096 (L3), cycles per tile and step: two tiles at once 6.4-7.1 against
-// 7.6-7.8 one at a time (a loop of these instructions alone).
+// into their own accumulators: one row's two chains alone waited on vpdpbusd's latency.
 //
-// `prefetch`: where the weights read after these tiles' part of the K-chunk lie (the next
-// tiles' part: storage order), kTiles * 80 bytes of it fetched per step, so that it is in
-// cache when those tiles start.  A fixed distance ahead of each tile's own steps, as the
-// AVX2 kernel's, left the second tile of a pair reading DRAM barely ahead of the first one's
-// prefetches: 14336x4096 streamed from DRAM at 10 GB/s against 21 for two planes.
-template <int kRows, int kTiles>
-TMAC_ALWAYS_INLINE void AccumulateTriples(const TripleConstants& k, const uint8_t* const* steps, const uint8_t* prefetch,
+// One tile at a time, not two sharing the step's table loads (the eleventh session's choice,
+// measured in cache): streamed from DRAM as decoding reads them, two tiles' interleaved
+// streams took 1.19-1.23x the time of one (`tmac-ort bench --ternary --stream`, 2560x6912,
+// 6912x2560, 14336x4096, one process) and decoded the BitNet-2B-shaped model at 0.87x the
+// speed; in cache a lone tile takes 1.09-1.10x the time of a pair (twelfth session).
+//
+// `prefetch`: where the weights read after this tile's part of the K-chunk lie (the next
+// tile's part: storage order), 80 bytes of it fetched per step, so that it is in cache when
+// that tile starts.  (Twice as far ahead, 4 or 8 KB ahead of the tile's own steps, or the
+// T1 or NTA hints: within the noise, or slower.)
+template <int kRows>
+TMAC_ALWAYS_INLINE void AccumulateTriples(const TripleConstants& k, const uint8_t* steps, const uint8_t* prefetch,
                                           const int8_t* const* tables, int64_t n, __m512i& sum00, __m512i& sum01,
                                           __m512i& sum10, __m512i& sum11) {
-  static_assert(kRows * kTiles <= 2, "accumulators are named for two (row, tile) pairs");
+  static_assert(kRows == 1 || kRows == 2, "accumulators are named for two rows");
   static_assert(int64_t(kMaxBlockK / kTripleStepK + 1) * 4 * 127 < (int64_t(1) << 24), "P is not exact in fp32");
   const __m512i zero = _mm512_setzero_si512();
   __m512i even00 = zero, even01 = zero, even10 = zero, even11 = zero, odd00 = zero, odd01 = zero, odd10 = zero,
           odd11 = zero;
-  // The step's kTiles * 80 bytes of the next tiles' part: lines 0, 64 (128) and the last one.
-  // (Each line once, five per two steps of two tiles in a burst, streamed at 0.55x the speed.)
   auto step_into = [&](int64_t s, __m512i& s00, __m512i& s01, __m512i& s10, __m512i& s11) TMAC_ALWAYS_INLINE_LAMBDA {
-    const char* ahead = reinterpret_cast<const char*>(prefetch + s * kTiles * kTripleStepBytes);
-    for (int i = 0; i < kTiles * kTripleStepBytes; i += 64) _mm_prefetch(ahead + i, _MM_HINT_T0);
-    _mm_prefetch(ahead + kTiles * kTripleStepBytes - 1, _MM_HINT_T0);
-    const uint8_t* step = steps[0] + s * kTripleStepBytes;
+    const char* ahead = reinterpret_cast<const char*>(prefetch + s * kTripleStepBytes);
+    _mm_prefetch(ahead, _MM_HINT_T0);
+    _mm_prefetch(ahead + kTripleStepBytes - 1, _MM_HINT_T0);
+    const uint8_t* step = steps + s * kTripleStepBytes;
     const __m512i index0 = HalfIndices(k, step, 0), index1 = HalfIndices(k, step, 1);
     const int8_t* t0 = tables[0] + s * 4 * kTripleTableBytes;
-    const __m512i low0 = _mm512_load_si512(t0), high0 = _mm512_load_si512(t0 + 64);
-    LookUpTriples(s00, k, index0, low0, high0);
-    LookUpTriples(s01, k, index1, low0, high0);
+    LookUpTriples(s00, k, index0, _mm512_load_si512(t0), _mm512_load_si512(t0 + 64));
+    LookUpTriples(s01, k, index1, _mm512_load_si512(t0), _mm512_load_si512(t0 + 64));
     if constexpr (kRows == 2) {
       const int8_t* t1 = tables[1] + s * 4 * kTripleTableBytes;
       const __m512i low1 = _mm512_load_si512(t1), high1 = _mm512_load_si512(t1 + 64);
       LookUpTriples(s10, k, index0, low1, high1);
       LookUpTriples(s11, k, index1, low1, high1);
-    }
-    if constexpr (kTiles == 2) {
-      const uint8_t* other = steps[1] + s * kTripleStepBytes;
-      LookUpTriples(s10, k, HalfIndices(k, other, 0), low0, high0);
-      LookUpTriples(s11, k, HalfIndices(k, other, 1), low0, high0);
     }
   };
   int64_t s = 0;
@@ -136,98 +129,83 @@ TMAC_ALWAYS_INLINE void AccumulateTriples(const TripleConstants& k, const uint8_
   sum11 = _mm512_add_epi32(even11, odd11);
 }
 
-// Tiles [t, t + kTiles) for rows [m0, m0 + kRows), blocks [b_begin, b_end), as the AVX2
-// kernel's TileRows (the same carry rule; pair i's carry at carry + 32 i, which for two tiles
-// of one row is where the next tile's is): y += 2 P s' half_scale (+ c' block_sum).
-// first_steps[i]: tile t + i's steps of block b_begin.
-template <int kRows, int kTiles, Offsets kOffsets>
+// Tile t for rows [m0, m0 + kRows), blocks [b_begin, b_end), as the AVX2 kernel's TileRows
+// (the same carry rule): y += 2 P s' half_scale (+ c' block_sum).  first_steps: the tile's
+// steps of block b_begin.
+template <int kRows, Offsets kOffsets>
 void TripleTiles(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m0, int64_t b_begin,
-                 int64_t b_end, GroupCursor blocks, const uint8_t* const* first_steps, float* carry,
-                 const OutputRows& out) {
+                 int64_t b_end, GroupCursor blocks, const uint8_t* first_steps, float* carry, const OutputRows& out) {
   static_assert(kOffsets != Offsets::kZeroPoints, "layout 3 stores its zero points' term as a constant");
-  constexpr int kPairs = kRows * kTiles;
-  auto row_of = [](int i) { return kRows == 2 ? i : 0; };
-  auto tile_of = [](int i) { return kTiles == 2 ? i : 0; };
   const Geometry& g = w.geo;
   static const TripleConstants k;  // (made once, not per call)
   const int64_t table_row = g.k_steps * g.table_step_bytes();
-  __m512 y[kPairs][2];
-  for (int i = 0; i < kPairs; ++i)
-    for (int h = 0; h < 2; ++h) y[i][h] = b_begin == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(carry + 32 * i + 16 * h);
-  const uint8_t* steps[2] = {nullptr, nullptr};
-  const uint8_t* prefetch = nullptr;  // the next tiles' part of the chunk (AccumulateTriples)
+  __m512 y[kRows][2];
+  for (int r = 0; r < kRows; ++r)
+    for (int h = 0; h < 2; ++h) y[r][h] = b_begin == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(carry + 16 * h);
+  const uint8_t* steps = nullptr;
+  const uint8_t* prefetch = nullptr;  // the next tile's part of the chunk (AccumulateTriples)
   for (int64_t b = b_begin; b < b_end; ++b) {
     const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
     if (b == b_begin || blocks.ChunkStart()) {
-      for (int i = 0; i < kTiles; ++i) steps[i] = b == b_begin ? first_steps[i] : w.planes + g.step_offset(t + i, s0);
-      prefetch = steps[0] + kTiles * g.chunk_length(s0 / g.chunk_steps) * kTripleStepBytes;
+      steps = b == b_begin ? first_steps : w.planes + g.step_offset(t, s0);
+      prefetch = steps + g.chunk_length(s0 / g.chunk_steps) * kTripleStepBytes;
     }
     const int8_t* tables[kRows];
     for (int r = 0; r < kRows; ++r) tables[r] = act.tables + (m0 + r) * table_row + s0 * g.table_step_bytes();
     __m512i acc[2][2];
-    AccumulateTriples<kRows, kTiles>(k, steps, prefetch, tables, s1 - s0, acc[0][0], acc[0][1], acc[1][0], acc[1][1]);
-    for (int i = 0; i < kTiles; ++i) steps[i] += (s1 - s0) * kTripleStepBytes;
-    prefetch += kTiles * (s1 - s0) * kTripleStepBytes;
-    for (int i = 0; i < kPairs; ++i) {
-      const int64_t at = blocks.Entry(t + tile_of(i)) * kTileN;
-      const int64_t rb = (m0 + row_of(i)) * g.n_blocks + b;
+    AccumulateTriples<kRows>(k, steps, prefetch, tables, s1 - s0, acc[0][0], acc[0][1], acc[1][0], acc[1][1]);
+    steps += (s1 - s0) * kTripleStepBytes;
+    prefetch += (s1 - s0) * kTripleStepBytes;
+    const int64_t at = blocks.Entry(t) * kTileN;
+    for (int r = 0; r < kRows; ++r) {
+      const int64_t rb = (m0 + r) * g.n_blocks + b;
       const __m512 step_scale = _mm512_set1_ps(act.half_scale[rb]);
       for (int h = 0; h < 2; ++h) {
         const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.scale[at + 16 * h])));
-        const __m512 twice_p = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[i][h], acc[i][h]));  // exact: below 2^24
-        y[i][h] = _mm512_fmadd_ps(twice_p, _mm512_mul_ps(scale, step_scale), y[i][h]);
+        const __m512 twice_p = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[r][h], acc[r][h]));  // exact: below 2^24
+        y[r][h] = _mm512_fmadd_ps(twice_p, _mm512_mul_ps(scale, step_scale), y[r][h]);
         if (kOffsets == Offsets::kConstants) {
           const __m512 constant =
               _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&w.constant[at + 16 * h])));
-          y[i][h] = _mm512_fmadd_ps(constant, _mm512_set1_ps(act.block_sum[rb]), y[i][h]);
+          y[r][h] = _mm512_fmadd_ps(constant, _mm512_set1_ps(act.block_sum[rb]), y[r][h]);
         }
       }
     }
     if (b + 1 < b_end) blocks.NextBlock();  // (past the call's last block: a chunk's divisions for nothing)
   }
-  if (carry && (b_end < g.n_blocks || !out.y)) {
-    for (int i = 0; i < kPairs; ++i)
-      for (int h = 0; h < 2; ++h) _mm512_storeu_ps(carry + 32 * i + 16 * h, y[i][h]);
+  if (carry && (b_end < g.n_blocks || !out.y)) {  // (a carry comes with one row)
+    for (int h = 0; h < 2; ++h) _mm512_storeu_ps(carry + 16 * h, y[0][h]);
     return;
   }
-  for (int i = 0; i < kPairs; ++i) {
-    const int64_t m = m0 + row_of(i), tile = t + tile_of(i);
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t m = m0 + r;
     alignas(64) float tmp[kTileN];
     const __m512d row_scale = _mm512_set1_pd(act.row_scale[m]);
-    for (int h = 0; h < 2; ++h) _mm512_store_ps(tmp + 16 * h, y[i][h]);
+    for (int h = 0; h < 2; ++h) _mm512_store_ps(tmp + 16 * h, y[r][h]);
     for (int o = 0; o < kTileN; o += 8) {
-      const __m512d units = _mm512_mul_pd(row_scale, _mm512_loadu_pd(&w.channel_scale[tile * kTileN + o]));
+      const __m512d units = _mm512_mul_pd(row_scale, _mm512_loadu_pd(&w.channel_scale[t * kTileN + o]));
       _mm256_store_ps(tmp + o, _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtps_pd(_mm256_load_ps(tmp + o)), units)));
     }
-    const int64_t valid = std::min<int64_t>(kTileN, g.N - tile * kTileN);
-    float* dst = out.y + m * out.ldy + tile * kTileN;
-    for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[tile * kTileN + c] : 0.f);
+    const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
+    float* dst = out.y + m * out.ldy + t * kTileN;
+    for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
   }
 }
 
-// One row: two tiles at a time (sharing the tables' loads); several rows: two rows at a time
-// (sharing the weights' decoding).
+// Two rows at a time (sharing the weights' index extraction), then a lone row.
 template <Offsets kOffsets>
 void GemmTriples(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
                  const OutputRows& out) {
   const int64_t b_begin = out.carry ? out.block_begin : 0, b_end = out.carry ? out.block_end : w.geo.n_blocks;
   const GroupCursor blocks(w.geo, b_begin);
   const StepOfTiles first(w.geo, b_begin * w.geo.block_steps());
-  for (int64_t t = tile_begin; t < tile_end;) {
-    const uint8_t* steps[2] = {first.In(w.planes, t), t + 1 < tile_end ? first.In(w.planes, t + 1) : nullptr};
-    if (act.rows == 1 && t + 1 < tile_end) {
-      TripleTiles<1, 2, kOffsets>(w, act, t, 0, b_begin, b_end, blocks, steps,
-                                  out.carry ? out.carry + t * kTileN : nullptr, out);
-      t += 2;
-      continue;
-    }
+  for (int64_t t = tile_begin; t < tile_end; ++t) {
+    const uint8_t* steps = first.In(w.planes, t);
     int64_t m = 0;
-    for (; m + 2 <= act.rows; m += 2)
-      TripleTiles<2, 1, kOffsets>(w, act, t, m, b_begin, b_end, blocks, steps, nullptr, out);
+    for (; m + 2 <= act.rows; m += 2) TripleTiles<2, kOffsets>(w, act, t, m, b_begin, b_end, blocks, steps, nullptr, out);
     if (m < act.rows)
-      TripleTiles<1, 1, kOffsets>(w, act, t, m, b_begin, b_end, blocks, steps, out.carry ? out.carry + t * kTileN : nullptr,
-                                  out);
-    ++t;
+      TripleTiles<1, kOffsets>(w, act, t, m, b_begin, b_end, blocks, steps, out.carry ? out.carry + t * kTileN : nullptr,
+                               out);
   }
 }
 
