@@ -2,12 +2,12 @@
 instruction count under emulation, not a time), and by the x86 kernels under callgrind.
 
     python benchmarks/arm_instructions.py [--shape 1024x256] [--bits 1 2 3 4] [--layout 1|2]
-    python benchmarks/arm_instructions.py --ternary [--shape 4096x1024]
+    python benchmarks/arm_instructions.py --ternary [--shape 4096x1024] [--m 1 2 8]
 
 Builds custom_ops/tests/kernel_check for aarch64 and natively (kernel_check.sh), runs its
-`gemv KERNEL K N BITS LAYOUT [GROUP ternary]` mode (M=1, group 128, symmetric weights; with
+`gemv KERNEL K N BITS LAYOUT [GROUP ternary M]` mode (M=1, group 128, symmetric weights; with
 --ternary: ternary weights, one group per row, as two planes (layout 2) and as triples
-(layout 3), on the ARM kernels) and counts the instructions
+(layout 3), on the ARM kernels, per row of M) and counts the instructions
 executed inside LutGemm::Run and the kernels it calls (tables, tiles, epilogue): under
 qemu-aarch64 -cpu max from the translation-block trace (`-d in_asm,exec,nochain`, filtered to
 those functions' addresses), on x86 with callgrind's --toggle-collect.
@@ -88,12 +88,13 @@ def main() -> int:
     parser.add_argument("--bits", nargs="*", type=int, default=[1, 2, 3, 4])
     parser.add_argument("--layout", type=int, choices=(1, 2), default=2,
                         help="packed layout version of the weights (2: K-chunked, the packer's default)")
+    parser.add_argument("--m", nargs="*", type=int, default=[1], help="activation rows (--ternary)")
     parser.add_argument("--ternary", action="store_true",
                         help="ternary weights (group = K): two planes (layout 2) against triples (layout 3)")
     args = parser.parse_args()
     K, N = map(int, args.shape.split("x"))
     if args.ternary:
-        return ternary(K, N)
+        return ternary(K, N, args.m)
     with tempfile.TemporaryDirectory() as tmp:
         arm, native = build("aarch64", Path(tmp) / "arm"), build("native", Path(tmp) / "native")
         print(f"instructions per GEMV, K={K} N={N} group 128 M=1, layout {args.layout} (tables, tiles and epilogue)")
@@ -109,16 +110,18 @@ def main() -> int:
     return 0
 
 
-def ternary(K: int, N: int) -> int:
+def ternary(K: int, N: int, rows: list[int]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         arm = build("aarch64", Path(tmp) / "arm")
-        print(f"instructions per ternary GEMV, K={K} N={N} one group per row M=1 (tables, tiles and epilogue)")
-        print("| kernel | how counted | planes (layout 2) | triples (layout 3) | triples / planes |")
-        print("|---|---|---|---|---|")
+        print(f"instructions per row of a ternary GEMM, K={K} N={N} one group per row (tables, tiles and epilogue)")
+        print("| kernel | how counted | M | planes (layout 2) | triples (layout 3) | triples / planes |")
+        print("|---|---|---|---|---|---|")
         for kernel in ("neon-dotprod", "neon", "scalar"):
-            planes, triples = (qemu_count(arm, kernel, K, N, 2, layout, (str(K), "ternary")) for layout in (2, 3))
-            print(f"| {kernel} | qemu -cpu max | {planes / 1e3:,.0f} k | {triples / 1e3:,.0f} k | {triples / planes:.2f} |",
-                  flush=True)
+            for m in rows:
+                planes, triples = (qemu_count(arm, kernel, K, N, 2, layout, (str(K), "ternary", str(m))) / m
+                                   for layout in (2, 3))
+                print(f"| {kernel} | qemu -cpu max | {m} | {planes / 1e3:,.0f} k | {triples / 1e3:,.0f} k | "
+                      f"{triples / planes:.2f} |", flush=True)
     return 0
 
 

@@ -321,15 +321,16 @@ std::vector<Case> Cases() {
 
 }  // namespace
 
-// `kernel_check gemv KERNEL K N BITS [LAYOUT [GROUP [ternary]]]`: one GEMV (M=1, group 128
-// unless given, symmetric or ternary: zero points 1) and nothing else, for counting
-// instructions (benchmarks/arm_instructions.py runs it under qemu).
-int Gemv(const std::string& name, int64_t K, int64_t N, int bits, int layout_version, int64_t group, bool ternary) {
+// `kernel_check gemv KERNEL K N BITS [LAYOUT [GROUP [ternary|symmetric [M]]]]`: one GEMV (M=1
+// and group 128 unless given; symmetric weights, or ternary: zero points 1) and nothing else,
+// for counting instructions (benchmarks/arm_instructions.py runs it under qemu).
+int Gemv(const std::string& name, int64_t K, int64_t N, int bits, int layout_version, int64_t group, bool ternary,
+         int64_t M) {
   size_t count = 0;
   const tmac::KernelEntry* kernels = tmac::Kernels(&count);
   for (size_t i = 0; i < count; ++i) {
     if (name != kernels[i].name) continue;
-    const Case c = Make("gemv", K, N, bits, group, 1, ternary ? Quant::kTernary : Quant::kSymmetric, 1.0, 0.02, false,
+    const Case c = Make("gemv", K, N, bits, group, M, ternary ? Quant::kTernary : Quant::kSymmetric, 1.0, 0.02, false,
                         false, layout_version);
     const std::vector<float> y = RunKernel(c, kernels[i].ops());
     std::printf("%s y[0] %g\n", kernels[i].name, double(y[0]));
@@ -340,10 +341,10 @@ int Gemv(const std::string& name, int64_t K, int64_t N, int bits, int layout_ver
 }
 
 int main(int argc, char** argv) {
-  if (argc >= 6 && argc <= 9 && std::string(argv[1]) == "gemv")
+  if (argc >= 6 && argc <= 10 && std::string(argv[1]) == "gemv")
     return Gemv(argv[2], std::atoll(argv[3]), std::atoll(argv[4]), std::atoi(argv[5]),
                 argc >= 7 ? std::atoi(argv[6]) : tmac::kLayoutVersion, argc >= 8 ? std::atoll(argv[7]) : 128,
-                argc == 9 && std::string(argv[8]) == "ternary");
+                argc >= 9 && std::string(argv[8]) == "ternary", argc >= 10 ? std::atoll(argv[9]) : 1);
   size_t count = 0;
   const tmac::KernelEntry* kernels = tmac::Kernels(&count);
   const tmac::KernelOps* scalar = nullptr;

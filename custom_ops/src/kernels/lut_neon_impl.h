@@ -224,36 +224,67 @@ TMAC_ALWAYS_INLINE uint8x16_t TriplePairIndices(uint8x16x2_t bytes, uint8x16_t i
   return vbslq_u8(vdupq_n_u8(0x1f), vreinterpretq_u8_u16(fields), vreinterpretq_u8_u16(vdupq_n_u16(0x2000)));
 }
 
-// One step: s[v] (channels 8v..8v+7) += the entries of their four triples.  Quarter v's bytes
-// are loaded as a register pair of their own (four overlapping 32-byte `ld1`): pairs made
-// from one 80-byte load cost GCC a move per register (tbl wants them consecutive), 88
-// instructions a step against 71; pairs of 16-byte loads went through the stack (96).
-TMAC_ALWAYS_INLINE void TripleStep(const TripleGather& k, const uint8_t* step, const int8_t* tables, int16x8_t& s0,
-                                   int16x8_t& s1, int16x8_t& s2, int16x8_t& s3) {
-  const int8x16x4_t tables01 = vld1q_s8_x4(tables), tables23 = vld1q_s8_x4(tables + 2 * kTripleTableBytes);
-  auto quarter = [&](int v, int16x8_t& sum) TMAC_ALWAYS_INLINE_LAMBDA {
+// int16 sums of one row's block: v (channels 8v..8v+7).
+struct TripleSums {
+  int16x8_t v0 = vdupq_n_s16(0), v1 = vdupq_n_s16(0), v2 = vdupq_n_s16(0), v3 = vdupq_n_s16(0);
+};
+
+// One step for kRows rows (1 or 2: two rows share the indices, 5 of the 7 instructions per 16
+// lookups): a (row 0) and b (row 1) += the entries of their channels' four triples; tables0/1:
+// the rows' tables of the step.  Quarter v's bytes are loaded as a register pair of their own
+// (four overlapping 32-byte `ld1`): pairs made from one 80-byte load cost GCC a move per
+// register (tbl wants them consecutive), 88 instructions a step against 71; pairs of 16-byte
+// loads went through the stack (96).  Written out per row, with no arrays: loops over rows
+// and arrays of tables or sums sent GCC through the stack every step.
+template <int kRows>
+TMAC_ALWAYS_INLINE void TripleStep(const TripleGather& k, const uint8_t* step, const int8_t* tables0,
+                                   const int8_t* tables1, TripleSums& a, TripleSums& b) {
+  const int8x16x4_t a01 = vld1q_s8_x4(tables0), a23 = vld1q_s8_x4(tables0 + 2 * kTripleTableBytes);
+  int8x16x4_t b01 = a01, b23 = a23;
+  if constexpr (kRows == 2) {
+    b01 = vld1q_s8_x4(tables1);
+    b23 = vld1q_s8_x4(tables1 + 2 * kTripleTableBytes);
+  }
+  auto quarter = [&](int v, int16x8_t& sum_a, int16x8_t& sum_b) TMAC_ALWAYS_INLINE_LAMBDA {
     const uint8x16x2_t bytes = vld1q_u8_x2(step + 16 * v);
-    sum = vpadalq_s8(sum, vqtbl4q_s8(tables01, TriplePairIndices(bytes, k.index[0][v], k.shift[0])));
-    sum = vpadalq_s8(sum, vqtbl4q_s8(tables23, TriplePairIndices(bytes, k.index[1][v], k.shift[1])));
+    const uint8x16_t index01 = TriplePairIndices(bytes, k.index[0][v], k.shift[0]);
+    const uint8x16_t index23 = TriplePairIndices(bytes, k.index[1][v], k.shift[1]);
+    sum_a = vpadalq_s8(sum_a, vqtbl4q_s8(a01, index01));
+    sum_a = vpadalq_s8(sum_a, vqtbl4q_s8(a23, index23));
+    if constexpr (kRows == 2) {
+      sum_b = vpadalq_s8(sum_b, vqtbl4q_s8(b01, index01));
+      sum_b = vpadalq_s8(sum_b, vqtbl4q_s8(b23, index23));
+    }
   };
-  quarter(0, s0);
-  quarter(1, s1);
-  quarter(2, s2);
-  quarter(3, s3);
+  quarter(0, a.v0, b.v0);
+  quarter(1, a.v1, b.v1);
+  quarter(2, a.v2, b.v2);
+  quarter(3, a.v3, b.v3);
 }
 
-// A block of n steps: sum->c[j] = 2 P of channels 4j..4j+3 (what TileRow scales by half_scale).
-// The sums are named variables: as an array they went to the stack every step.
-TMAC_ALWAYS_INLINE void AccumulateTripleBlock(const uint8_t* steps, const int8_t* tables, int64_t n, BlockSums* sum) {
-  static const TripleGather k;
-  int16x8_t s0 = vdupq_n_s16(0), s1 = s0, s2 = s0, s3 = s0;
-  for (int64_t s = 0; s < n; ++s)
-    TripleStep(k, steps + s * kTripleStepBytes, tables + s * 4 * kTripleTableBytes, s0, s1, s2, s3);
-  const int16x8_t p[4] = {s0, s1, s2, s3};
-  for (int v = 0; v < 4; ++v) {
-    sum->c[2 * v] = vshll_n_s16(vget_low_s16(p[v]), 1);
-    sum->c[2 * v + 1] = vshll_high_n_s16(p[v], 1);
+// 2 P of channels 4j..4j+3 in sum->c[j] (what TileRows scales by half_scale).
+TMAC_ALWAYS_INLINE void TwicePerChannel(const TripleSums& p, BlockSums* sum) {
+  const int16x8_t v[4] = {p.v0, p.v1, p.v2, p.v3};
+  for (int i = 0; i < 4; ++i) {
+    sum->c[2 * i] = vshll_n_s16(vget_low_s16(v[i]), 1);
+    sum->c[2 * i + 1] = vshll_high_n_s16(v[i], 1);
   }
+}
+
+// A block of n steps for kRows rows: sum[r] its block sums; tables[r]: row r's tables of the
+// block's first step.
+template <int kRows>
+TMAC_ALWAYS_INLINE void AccumulateTripleBlock(const uint8_t* steps, const int8_t* const* tables, int64_t n,
+                                              BlockSums* sum) {
+  static const TripleGather k;
+  TripleSums a, b;
+  const int8_t* tables0 = tables[0];
+  const int8_t* tables1 = tables[kRows - 1];
+  for (int64_t s = 0; s < n; ++s)
+    TripleStep<kRows>(k, steps + s * kTripleStepBytes, tables0 + s * 4 * kTripleTableBytes,
+                      tables1 + s * 4 * kTripleTableBytes, a, b);
+  TwicePerChannel(a, &sum[0]);
+  if constexpr (kRows == 2) TwicePerChannel(b, &sum[1]);
 }
 
 TMAC_ALWAYS_INLINE float32x4_t LoadHalf4(const uint16_t* p) {
@@ -274,62 +305,74 @@ TMAC_ALWAYS_INLINE float32x4_t ZeroPointConstant(const uint8_t* nibbles, int j, 
 
 // Tile t, row m, blocks [b_begin, b_end); with `carry` (32 floats), y starts from it (unless
 // b_begin is 0) and is left in it instead of going to `out` (OutputRows).
-// kTriples: layout 3 (the block's sums are 2 P, and kSymmetric has no constant term).
-template <int kBits, bool kDot, Offsets kOffsets, bool kTriples = false>
-void TileRow(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m, int64_t b_begin,
-             int64_t b_end, GroupCursor blocks, const uint8_t* first_steps, float* carry, const OutputRows& out) {
+// Tile t, rows [m0, m0 + kRows), blocks [b_begin, b_end); with `carry` (32 floats, one row),
+// y starts from it (unless b_begin is 0) and is left in it instead of going to `out`
+// (OutputRows).  kTriples: layout 3 (the block's sums are 2 P, and kSymmetric has no constant
+// term), whose rows go two at a time (kRows = 2) sharing the weights' indices.
+template <int kBits, bool kDot, Offsets kOffsets, bool kTriples = false, int kRows = 1>
+void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, int64_t m0, int64_t b_begin,
+              int64_t b_end, GroupCursor blocks, const uint8_t* first_steps, float* carry, const OutputRows& out) {
+  static_assert(kRows == 1 || kTriples, "rows share indices in layout 3 only");
   const Geometry& g = w.geo;
-  const int8_t* tables = act.tables + m * g.k_steps * g.table_step_bytes();
-  float32x4_t y[8];
-  for (int j = 0; j < 8; ++j) y[j] = b_begin == 0 ? vdupq_n_f32(0.f) : vld1q_f32(carry + 4 * j);
+  const int8_t* tables[kRows];
+  for (int r = 0; r < kRows; ++r) tables[r] = act.tables + (m0 + r) * g.k_steps * g.table_step_bytes();
+  float32x4_t y[kRows][8];
+  for (int r = 0; r < kRows; ++r)
+    for (int j = 0; j < 8; ++j) y[r][j] = b_begin == 0 ? vdupq_n_f32(0.f) : vld1q_f32(carry + 4 * j);
   const uint8_t* steps = nullptr;  // the block's steps: found at each chunk's start, then stepped
   for (int64_t b = b_begin; b < b_end; ++b) {
-    BlockSums sum;
+    BlockSums sum[kRows];
     const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
     if (b == b_begin) steps = first_steps;
     else if (blocks.ChunkStart()) steps = w.planes + g.step_offset(t, s0);
+    const int8_t* block_tables[kRows];
+    for (int r = 0; r < kRows; ++r) block_tables[r] = tables[r] + s0 * g.table_step_bytes();
     if constexpr (kTriples)
-      AccumulateTripleBlock(steps, tables + s0 * g.table_step_bytes(), s1 - s0, &sum);
+      AccumulateTripleBlock<kRows>(steps, block_tables, s1 - s0, sum);
     else
-      AccumulateBlock<kBits, kDot>(steps, tables + s0 * g.table_step_bytes(), s1 - s0, &sum);
+      AccumulateBlock<kBits, kDot>(steps, block_tables[0], s1 - s0, &sum[0]);
     steps += (s1 - s0) * g.step_bytes();
     const int64_t at = blocks.Entry(t) * kTileN;
     if (b + 1 < b_end) blocks.NextBlock();  // (past the call's last block: a chunk's divisions for nothing)
-    const int64_t mb = m * g.n_blocks + b;
-    const float half_scale = act.half_scale[mb], block_sum = act.block_sum[mb];
-    for (int j = 0; j < 8; ++j) {
-      const float32x4_t scale = LoadHalf4(&w.scale[at + 4 * j]);
-      const float32x4_t sum_f = vcvtq_f32_s32(sum.c[j]);
-      if (kOffsets == Offsets::kSymmetric) {  // y += s * (P * step/2 - block_sum/2); layout 3: s * 2P step/2
-        y[j] = vfmaq_f32(y[j], scale, vfmaq_n_f32(vdupq_n_f32(kTriples ? 0.f : -0.5f * block_sum), sum_f, half_scale));
-      } else {
-        const float32x4_t constant =
-            kOffsets == Offsets::kZeroPoints
-                ? ZeroPointConstant(&w.zero_points[size_t(at / 2)], j, scale, float((1 << kBits) - 1) / 2.f)
-                : LoadHalf4(&w.constant[at + 4 * j]);
-        y[j] = vfmaq_f32(vfmaq_n_f32(y[j], constant, block_sum), sum_f, vmulq_n_f32(scale, half_scale));
+    for (int r = 0; r < kRows; ++r) {
+      const int64_t mb = (m0 + r) * g.n_blocks + b;
+      const float half_scale = act.half_scale[mb], block_sum = act.block_sum[mb];
+      for (int j = 0; j < 8; ++j) {
+        const float32x4_t scale = LoadHalf4(&w.scale[at + 4 * j]);
+        const float32x4_t sum_f = vcvtq_f32_s32(sum[r].c[j]);
+        if (kOffsets == Offsets::kSymmetric) {  // y += s * (P * step/2 - block_sum/2); layout 3: s * 2P step/2
+          y[r][j] = vfmaq_f32(y[r][j], scale, vfmaq_n_f32(vdupq_n_f32(kTriples ? 0.f : -0.5f * block_sum), sum_f, half_scale));
+        } else {
+          const float32x4_t constant =
+              kOffsets == Offsets::kZeroPoints
+                  ? ZeroPointConstant(&w.zero_points[size_t(at / 2)], j, scale, float((1 << kBits) - 1) / 2.f)
+                  : LoadHalf4(&w.constant[at + 4 * j]);
+          y[r][j] = vfmaq_f32(vfmaq_n_f32(y[r][j], constant, block_sum), sum_f, vmulq_n_f32(scale, half_scale));
+        }
       }
     }
   }
   if (carry && (b_end < g.n_blocks || !out.y)) {  // (out.y null: the sum stays in carry)
-    for (int j = 0; j < 8; ++j) vst1q_f32(carry + 4 * j, y[j]);
+    for (int j = 0; j < 8; ++j) vst1q_f32(carry + 4 * j, y[0][j]);
     return;
   }
   const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
-  float tmp[kTileN];
-  const float64x2_t row_scale = vdupq_n_f64(act.row_scale[m]);
-  for (int j = 0; j < 8; ++j) {  // y * 2^R * 2^u in double: one rounding
-    const double* channel_scale = &w.channel_scale[t * kTileN + 4 * j];
-    const float64x2_t low = vmulq_f64(vcvt_f64_f32(vget_low_f32(y[j])), vmulq_f64(row_scale, vld1q_f64(channel_scale)));
-    const float64x2_t high = vmulq_f64(vcvt_high_f64_f32(y[j]), vmulq_f64(row_scale, vld1q_f64(channel_scale + 2)));
-    vst1q_f32(tmp + 4 * j, vcvt_high_f32_f64(vcvt_f32_f64(low), high));
+  for (int r = 0; r < kRows; ++r) {
+    float tmp[kTileN];
+    const float64x2_t row_scale = vdupq_n_f64(act.row_scale[m0 + r]);
+    for (int j = 0; j < 8; ++j) {  // y * 2^R * 2^u in double: one rounding
+      const double* channel_scale = &w.channel_scale[t * kTileN + 4 * j];
+      const float64x2_t low = vmulq_f64(vcvt_f64_f32(vget_low_f32(y[r][j])), vmulq_f64(row_scale, vld1q_f64(channel_scale)));
+      const float64x2_t high = vmulq_f64(vcvt_high_f64_f32(y[r][j]), vmulq_f64(row_scale, vld1q_f64(channel_scale + 2)));
+      vst1q_f32(tmp + 4 * j, vcvt_high_f32_f64(vcvt_f32_f64(low), high));
+    }
+    float* dst = out.y + (m0 + r) * out.ldy + t * kTileN;
+    for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
   }
-  float* dst = out.y + m * out.ldy + t * kTileN;
-  for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
 }
 
 // One row may come as a block range with a carry (LutGemm::RunTables); otherwise each tile
-// takes all its blocks for every row.
+// takes all its blocks for every row (layout 3: two rows at a time).
 template <int kBits, bool kDot, Offsets kOffsets, bool kTriples = false>
 void GemmTiles(const PreparedWeights& w, const ActivationTables& act, int64_t tile_begin, int64_t tile_end,
                const OutputRows& out) {
@@ -338,15 +381,20 @@ void GemmTiles(const PreparedWeights& w, const ActivationTables& act, int64_t ti
     const GroupCursor blocks(g, out.block_begin);
     const StepOfTiles first(g, out.block_begin * g.block_steps());
     for (int64_t t = tile_begin; t < tile_end; ++t)
-      TileRow<kBits, kDot, kOffsets, kTriples>(w, act, t, 0, out.block_begin, out.block_end, blocks, first.In(w.planes, t),
-                                     out.carry + t * kTileN, out);
+      TileRows<kBits, kDot, kOffsets, kTriples>(w, act, t, 0, out.block_begin, out.block_end, blocks,
+                                                first.In(w.planes, t), out.carry + t * kTileN, out);
     return;
   }
   const GroupCursor blocks(g, 0);
   const StepOfTiles first(g, 0);
-  for (int64_t t = tile_begin; t < tile_end; ++t)
-    for (int64_t m = 0; m < act.rows; ++m)
-      TileRow<kBits, kDot, kOffsets, kTriples>(w, act, t, m, 0, g.n_blocks, blocks, first.In(w.planes, t), nullptr, out);
+  for (int64_t t = tile_begin; t < tile_end; ++t) {
+    int64_t m = 0;
+    if constexpr (kTriples)
+      for (; m + 2 <= act.rows; m += 2)
+        TileRows<kBits, kDot, kOffsets, true, 2>(w, act, t, m, 0, g.n_blocks, blocks, first.In(w.planes, t), nullptr, out);
+    for (; m < act.rows; ++m)
+      TileRows<kBits, kDot, kOffsets, kTriples>(w, act, t, m, 0, g.n_blocks, blocks, first.In(w.planes, t), nullptr, out);
+  }
 }
 
 template <bool kDot, Offsets kOffsets>
