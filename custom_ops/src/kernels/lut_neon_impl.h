@@ -303,8 +303,6 @@ TMAC_ALWAYS_INLINE float32x4_t ZeroPointConstant(const uint8_t* nibbles, int j, 
   return vmulq_f32(scale, vsubq_f32(vdupq_n_f32(mid), vcvtq_f32_u32(z)));
 }
 
-// Tile t, row m, blocks [b_begin, b_end); with `carry` (32 floats), y starts from it (unless
-// b_begin is 0) and is left in it instead of going to `out` (OutputRows).
 // Tile t, rows [m0, m0 + kRows), blocks [b_begin, b_end); with `carry` (32 floats, one row),
 // y starts from it (unless b_begin is 0) and is left in it instead of going to `out`
 // (OutputRows).  kTriples: layout 3 (the block's sums are 2 P, and kSymmetric has no constant
@@ -533,15 +531,16 @@ inline bool BuildTripleTables(const Geometry& g, const float* a, const RowTables
   float scaled[(kMaxBlockK + kTripleStepK - 1) / kTripleStepK * kTripleStepK];
   for (int64_t b = 0; b < g.n_blocks; ++b) {
     const float* x = a + b * g.block_k;
-    const int64_t n = g.block_k, steps = g.block_steps();
+    const int64_t n = g.block_k, steps = g.block_steps();  // (block_k is a multiple of 4)
+    const bool inside_k = (b + 1) * g.block_k <= g.K;
     float32x4_t max_abs = vdupq_n_f32(0.f);
     uint32x4_t all_finite = vdupq_n_u32(~0u);
-    for (int64_t i = 0; (b + 1) * g.block_k <= g.K && i < n; i += 4) {  // (block_k is a multiple of 4)
+    for (int64_t i = 0; inside_k && i < n; i += 4) {
       const float32x4_t v = vabsq_f32(vld1q_f32(x + i));
       all_finite = vandq_u32(all_finite, vcleq_f32(v, vdupq_n_f32(FLT_MAX)));  // false for NaN and inf
       max_abs = vmaxq_f32(max_abs, v);
     }
-    if ((b + 1) * g.block_k > g.K || vminvq_u32(all_finite) == 0) {
+    if (!inside_k || vminvq_u32(all_finite) == 0) {
       finite = BuildTripleBlockPortable(g, a, b, out) && finite;
       continue;
     }
