@@ -29,8 +29,8 @@ class RewriteOptions:
     patterns selects the source patterns by the rules' option keys (rewriter.PATTERN_KEYS:
     "matmul_nbits", "dequantize_matmul", "float"); None = all.
     ternary_layout: 3 writes ternary weights (three levels at 2 bits) as base-3 triples, 1.67
-    bits a weight, fast with the avx512vnni kernel (AVX-512 VBMI) and run by the portable
-    kernel on other CPUs; 2 (default) as two bit planes, fast everywhere.
+    bits a weight, read by the avx512vnni (AVX-512 VBMI) and NEON kernels and run by the
+    portable kernel on AVX2-only CPUs; 2 (default) as two bit planes, fast everywhere.
     """
 
     bits: int = 4

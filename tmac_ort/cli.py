@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     rw.add_argument("--bits-for", action="append", default=[], metavar="REGEX=BITS", help="mixed precision by node name")
     rw.add_argument("--ternary-layout", type=int, choices=(2, 3), default=2,
                     help="ternary weights as 2: two bit planes (default, fast on every CPU) or 3: base-3 triples, "
-                         "1.67 bits a weight, fast on AVX-512 VBMI CPUs only (others run it with the portable kernel)")
+                         "1.67 bits a weight, for AVX-512 VBMI and ARM CPUs (AVX2-only ones run it with the "
+                         "portable kernel)")
     rw.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     rw.add_argument("--force", action="store_true", help="replace an existing output file or folder")
     rw.set_defaults(func=_rewrite)
