@@ -88,23 +88,21 @@ TMAC_ALWAYS_INLINE void LookUpTriples(__m512i& acc, const TripleConstants& k, __
 // 6912x2560, 14336x4096, one process) and decoded the BitNet-2B-shaped model at 0.87x the
 // speed; in cache a lone tile takes 1.09-1.10x the time of a pair (twelfth session).
 //
-// `prefetch`: where the weights read after this tile's part of the K-chunk lie (the next
-// tile's part: storage order), 80 bytes of it fetched per step, so that it is in cache when
-// that tile starts.  (Twice as far ahead, 4 or 8 KB ahead of the tile's own steps, or the
-// T1 or NTA hints: within the noise, or slower.)
+// No software prefetch: one tile's steps are one sequential stream, which the hardware
+// prefetcher follows.  Prefetching the next tile's part of the K-chunk (80 bytes a step, the
+// rule two interleaved tiles needed) took 1.05-1.22x the time of none streamed from DRAM
+// (2560x6912, 6912x2560, 14336x4096, one process) and decoded the BitNet-2B-shaped model at
+// 0.89x the speed; warm it cost 1.03-1.13x (twelfth session).  (Prefetching twice as far
+// ahead, 4 or 8 KB ahead of the tile's own steps, or with the T1 or NTA hints was no better.)
 template <int kRows>
-TMAC_ALWAYS_INLINE void AccumulateTriples(const TripleConstants& k, const uint8_t* steps, const uint8_t* prefetch,
-                                          const int8_t* const* tables, int64_t n, __m512i& sum00, __m512i& sum01,
-                                          __m512i& sum10, __m512i& sum11) {
+TMAC_ALWAYS_INLINE void AccumulateTriples(const TripleConstants& k, const uint8_t* steps, const int8_t* const* tables,
+                                          int64_t n, __m512i& sum00, __m512i& sum01, __m512i& sum10, __m512i& sum11) {
   static_assert(kRows == 1 || kRows == 2, "accumulators are named for two rows");
   static_assert(int64_t(kMaxBlockK / kTripleStepK + 1) * 4 * 127 < (int64_t(1) << 24), "P is not exact in fp32");
   const __m512i zero = _mm512_setzero_si512();
   __m512i even00 = zero, even01 = zero, even10 = zero, even11 = zero, odd00 = zero, odd01 = zero, odd10 = zero,
           odd11 = zero;
   auto step_into = [&](int64_t s, __m512i& s00, __m512i& s01, __m512i& s10, __m512i& s11) TMAC_ALWAYS_INLINE_LAMBDA {
-    const char* ahead = reinterpret_cast<const char*>(prefetch + s * kTripleStepBytes);
-    _mm_prefetch(ahead, _MM_HINT_T0);
-    _mm_prefetch(ahead + kTripleStepBytes - 1, _MM_HINT_T0);
     const uint8_t* step = steps + s * kTripleStepBytes;
     const __m512i index0 = HalfIndices(k, step, 0), index1 = HalfIndices(k, step, 1);
     const int8_t* t0 = tables[0] + s * 4 * kTripleTableBytes;
@@ -143,19 +141,14 @@ void TripleTiles(const PreparedWeights& w, const ActivationTables& act, int64_t 
   for (int r = 0; r < kRows; ++r)
     for (int h = 0; h < 2; ++h) y[r][h] = b_begin == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(carry + 16 * h);
   const uint8_t* steps = nullptr;
-  const uint8_t* prefetch = nullptr;  // the next tile's part of the chunk (AccumulateTriples)
   for (int64_t b = b_begin; b < b_end; ++b) {
     const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
-    if (b == b_begin || blocks.ChunkStart()) {
-      steps = b == b_begin ? first_steps : w.planes + g.step_offset(t, s0);
-      prefetch = steps + g.chunk_length(s0 / g.chunk_steps) * kTripleStepBytes;
-    }
+    if (b == b_begin || blocks.ChunkStart()) steps = b == b_begin ? first_steps : w.planes + g.step_offset(t, s0);
     const int8_t* tables[kRows];
     for (int r = 0; r < kRows; ++r) tables[r] = act.tables + (m0 + r) * table_row + s0 * g.table_step_bytes();
     __m512i acc[2][2];
-    AccumulateTriples<kRows>(k, steps, prefetch, tables, s1 - s0, acc[0][0], acc[0][1], acc[1][0], acc[1][1]);
+    AccumulateTriples<kRows>(k, steps, tables, s1 - s0, acc[0][0], acc[0][1], acc[1][0], acc[1][1]);
     steps += (s1 - s0) * kTripleStepBytes;
-    prefetch += (s1 - s0) * kTripleStepBytes;
     const int64_t at = blocks.Entry(t) * kTileN;
     for (int r = 0; r < kRows; ++r) {
       const int64_t rb = (m0 + r) * g.n_blocks + b;
