@@ -92,8 +92,9 @@ TMAC_ALWAYS_INLINE void LookUpTriples(__m512i& acc, const TripleConstants& k, __
 // prefetcher follows.  Prefetching the next tile's part of the K-chunk (80 bytes a step, the
 // rule two interleaved tiles needed) took 1.05-1.22x the time of none streamed from DRAM
 // (2560x6912, 6912x2560, 14336x4096 at one group per row, as ternary models have them, one
-// process) and decoded the BitNet-2B-shaped model at 0.89x the speed; warm it cost 1.03-1.13x (twelfth session).  (Prefetching twice as far
-// ahead, 4 or 8 KB ahead of the tile's own steps, or with the T1 or NTA hints was no better.)
+// process) and decoded the BitNet-2B-shaped model at 0.89x the speed; warm it cost
+// 1.03-1.13x (twelfth session).  (Prefetching twice as far ahead, 4 or 8 KB ahead of the
+// tile's own steps, or with the T1 or NTA hints was no better.)
 template <int kRows>
 TMAC_ALWAYS_INLINE void AccumulateTriples(const TripleConstants& k, const uint8_t* steps, const int8_t* const* tables,
                                           int64_t n, __m512i& sum00, __m512i& sum01, __m512i& sum10, __m512i& sum11) {
