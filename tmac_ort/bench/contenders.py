@@ -116,16 +116,15 @@ def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] 
     def add(name, make_session, nbytes):
         out.append(Contender(name, [make_session() for _ in range(copies_to_stream(nbytes, stream_bytes))], nbytes))
 
+    layouts = [(label, make_lut_gemm_model(qw, layout_version=layout), qw.pack(layout).nbytes)
+               for layout, label in ((TERNARY_LAYOUT, "triples"), (2, "planes"))]
     for kernel in kernels or (selected_kernel(),):
-        for layout, label in ((TERNARY_LAYOUT, "triples"), (2, "planes")):
-            model = make_lut_gemm_model(qw, layout_version=layout)
-            add(f"LutGemm ternary {label} {kernel}",
-                lambda: _session(model, threads, library=True, kernel=kernel), qw.pack(layout).nbytes)
+        for label, model, nbytes in layouts:
+            add(f"LutGemm ternary {label} {kernel}", lambda: _session(model, threads, library=True, kernel=kernel), nbytes)
     for library in other_libraries:  # A/B against another build of the op (ablations)
-        for layout, label in ((TERNARY_LAYOUT, "triples"), (2, "planes")):
-            model = make_lut_gemm_model(qw, layout_version=layout)
+        for label, model, nbytes in layouts:
             add(f"LutGemm ternary {label} [{Path(library).parent.name}]",
-                lambda: _session(model, threads, library=str(library)), qw.pack(layout).nbytes)
+                lambda: _session(model, threads, library=str(library)), nbytes)
     N, K = w_nk.shape
     block = group_dividing(K, 128)
     blocks = K // block

@@ -30,8 +30,9 @@ inline __mmask16 FirstLanes(int64_t n) {
 // five per qword, vpmultishiftqb moves each field to its byte, vpternlogd keeps its five bits
 // and sets 32 j, then vpermt2b and vpdpbusd; no int16 window, no per-plane combining.  Zen 4,
 // eight independent streams of these five: 3.2-3.4 cycles per 64 lookups, 4.2-4.6 per 256
-// weights.  In the kernel (4096x4096, one row, weights from L3): 7.9 cycles per tile and step,
-// 5.3 per 256 weights, against 8.1 for two planes' lookups (the AVX2 loop).
+// weights.  In the kernel (4096x4096, one row, weights from L3, two tiles a pass as in the
+// eleventh session): 7.9 cycles per tile and step, 5.3 per 256 weights, against 8.1 for two
+// planes' lookups (the AVX2 loop); one tile a pass, as now, takes 1.09-1.10x that time.
 
 // Byte i of qword q of the spread register is byte 5q + i of the half (i < 5; bytes 5-7 repeat
 // byte 4: lane 8q + 7's window reads bits 35-42, and the three above its field are masked).
@@ -107,8 +108,9 @@ TMAC_ALWAYS_INLINE void AccumulateTriples(const TripleConstants& k, const uint8_
     const uint8_t* step = steps + s * kTripleStepBytes;
     const __m512i index0 = HalfIndices(k, step, 0), index1 = HalfIndices(k, step, 1);
     const int8_t* t0 = tables[0] + s * 4 * kTripleTableBytes;
-    LookUpTriples(s00, k, index0, _mm512_load_si512(t0), _mm512_load_si512(t0 + 64));
-    LookUpTriples(s01, k, index1, _mm512_load_si512(t0), _mm512_load_si512(t0 + 64));
+    const __m512i low0 = _mm512_load_si512(t0), high0 = _mm512_load_si512(t0 + 64);
+    LookUpTriples(s00, k, index0, low0, high0);
+    LookUpTriples(s01, k, index1, low0, high0);
     if constexpr (kRows == 2) {
       const int8_t* t1 = tables[1] + s * 4 * kTripleTableBytes;
       const __m512i low1 = _mm512_load_si512(t1), high1 = _mm512_load_si512(t1 + 64);
