@@ -213,10 +213,12 @@ def test_scales_far_outside_fp16_range_keep_their_precision(rng, magnitude, kern
     assert np.mean((y - exact) ** 2) / np.mean(exact**2) < 3e-4
 
 
-def test_huge_page_advice_changes_no_output(tmp_path, rng):
-    """The planes of a large layer are advised onto 2 MB pages at session creation (Linux);
-    TMAC_ORT_HUGE_PAGES=0 turns it off.  The outputs are the same bits either way."""
-    qw = packing.quantize_rtn(rng.standard_normal((4096, 2048)).astype(np.float32), 4, 128)  # 4 MB of planes
+@pytest.mark.parametrize("n", [4096, 96], ids=["4 MB of planes", "96 KB of planes"])
+def test_huge_page_advice_changes_no_output(tmp_path, rng, n):
+    """The planes are advised onto 2 MB pages at session creation (Linux), small ones with the
+    2 MB pages around them; TMAC_ORT_HUGE_PAGES=0 turns it off.  The outputs are the same bits
+    either way."""
+    qw = packing.quantize_rtn(rng.standard_normal((n, 2048)).astype(np.float32), 4, 128)
     (tmp_path / "m.onnx").write_bytes(nodes.make_lut_gemm_model(qw).SerializeToString())
     np.save(tmp_path / "a.npy", rng.standard_normal((3, 2048)).astype(np.float32))
     script = ("import sys, numpy as np, tmac_ort; d = sys.argv[1]; "
