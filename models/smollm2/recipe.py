@@ -30,7 +30,8 @@ The modules beside it: `envs.py` (environments, running a stage in one), `buildi
 on the same weights).
 
 Outputs go to `--work` (default `$TMAC_ORT_CACHE/smollm2`, else `~/.cache/tmac-ort/smollm2`);
-a stage whose output exists is skipped, so `build` is cheap the second time.
+a stage whose output exists is skipped, so `build` is cheap the second time (a `tmac-ort
+rewrite` stage is run again when the rewriter's sources changed since it wrote its folder).
 """
 
 from __future__ import annotations
