@@ -92,7 +92,7 @@ class KernelInfo:
 
     name: str
     unavailable: str  # why this process cannot run it ("" when it can)
-    int8_min_rows: int = 0  # from how many rows it takes its int8 path by default (0: it has none)
+    int8_min_rows: int = 0  # from how many rows it takes its int8 path by default (0: it has none, or this CPU lacks it)
 
     @property
     def available(self) -> bool:

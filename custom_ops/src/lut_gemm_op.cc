@@ -340,22 +340,20 @@ OrtStatusPtr LutGemmNode<T>::ComputeV2(OrtKernelContext* context) {
 OrtStatusPtr KernelsNode::ComputeV2(OrtKernelContext* context) {
   try {
     Ort::KernelContext ctx(context);
-    size_t count = 0;
-    const KernelEntry* kernels = Kernels(&count);
-    std::vector<std::string> reasons;
-    std::vector<const char*> names, reason_ptrs;
-    for (size_t i = 0; i < count; ++i) {
-      names.push_back(kernels[i].name);
-      reasons.push_back(UnavailableReason(kernels[i]));
+    const std::vector<KernelListing> kernels = ListKernels();
+    std::vector<const char*> names, reasons;
+    for (const KernelListing& k : kernels) {
+      names.push_back(k.name.c_str());
+      reasons.push_back(k.unavailable.c_str());
     }
-    for (const std::string& r : reasons) reason_ptrs.push_back(r.c_str());
+    const size_t count = kernels.size();
     const int64_t n = int64_t(count), one = 1;
     ctx.GetOutput(0, &n, 1).FillStringTensor(names.data(), count);
-    ctx.GetOutput(1, &n, 1).FillStringTensor(reason_ptrs.data(), count);
+    ctx.GetOutput(1, &n, 1).FillStringTensor(reasons.data(), count);
     const char* selected = selected_->name;
     ctx.GetOutput(2, &one, 1).FillStringTensor(&selected, 1);
     int64_t* int8_rows = ctx.GetOutput(3, &n, 1).GetTensorMutableData<int64_t>();
-    for (size_t i = 0; i < count; ++i) int8_rows[i] = kernels[i].ops().int8_min_rows;
+    for (size_t i = 0; i < count; ++i) int8_rows[i] = kernels[i].int8_min_rows;
     return nullptr;
   } catch (const std::exception& e) {
     return MakeStatus(ORT_RUNTIME_EXCEPTION, std::string("com.tmac.Kernels: ") + e.what());

@@ -330,6 +330,10 @@ int Gemv(const std::string& name, int64_t K, int64_t N, int bits, int layout_ver
   const tmac::KernelEntry* kernels = tmac::Kernels(&count);
   for (size_t i = 0; i < count; ++i) {
     if (name != kernels[i].name) continue;
+    if (const char* missing = kernels[i].missing_cpu_features()) {
+      std::fprintf(stderr, "kernel %s: this CPU lacks %s\n", name.c_str(), missing);
+      return 2;
+    }
     const Case c = Make("gemv", K, N, bits, group, M, ternary ? Quant::kTernary : Quant::kSymmetric, 1.0, 0.02, false,
                         false, layout_version);
     const std::vector<float> y = RunKernel(c, kernels[i].ops());
@@ -345,6 +349,11 @@ int main(int argc, char** argv) {
     return Gemv(argv[2], std::atoll(argv[3]), std::atoll(argv[4]), std::atoi(argv[5]),
                 argc >= 7 ? std::atoi(argv[6]) : tmac::kLayoutVersion, argc >= 8 ? std::atoll(argv[7]) : 128,
                 argc >= 9 && std::string(argv[8]) == "ternary", argc >= 10 ? std::atoll(argv[9]) : 1);
+  // the listing the com.tmac.Kernels op returns: under qemu as an older CPU this must not run
+  // the instructions of the kernels that CPU lacks
+  for (const tmac::KernelListing& k : tmac::ListKernels())
+    std::printf("listed %-14s int8 from %lld rows%s%s\n", k.name.c_str(), static_cast<long long>(k.int8_min_rows),
+                k.unavailable.empty() ? "" : "; ", k.unavailable.c_str());
   size_t count = 0;
   const tmac::KernelEntry* kernels = tmac::Kernels(&count);
   const tmac::KernelOps* scalar = nullptr;

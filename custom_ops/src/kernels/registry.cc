@@ -108,6 +108,13 @@ std::string UnavailableReason(const KernelEntry& entry) {
   return "";
 }
 
+std::vector<KernelListing> ListKernels() {
+  std::vector<KernelListing> rows;
+  for (const KernelEntry& e : kKernels)
+    rows.push_back({e.name, UnavailableReason(e), e.missing_cpu_features() ? 0 : e.ops().int8_min_rows});
+  return rows;
+}
+
 const KernelEntry* ChooseKernel(const std::string& name, std::string* error) {
   const std::string& wanted = name.empty() ? ForcedByEnvironment() : name;
   const char* source = name.empty() ? "TMAC_ORT_KERNEL" : "session option tmac.kernel";

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "lut_kernel.h"
 
@@ -14,7 +16,17 @@ struct KernelEntry {
   const char* name;
   // Null when this CPU runs the kernel, else what it lacks ("AVX2, FMA and F16C").
   const char* (*missing_cpu_features)();
+  // Runs code compiled for the kernel's ISA (copying a KernelOps there may use AVX-512
+  // registers): call it only after missing_cpu_features() returned null.  On a Zen 3 the
+  // kernel listing once called it for every kernel and died of SIGILL.
   const KernelOps& (*ops)();
+};
+
+// One row of the kernel listing (the com.tmac.Kernels op, kernel_check).
+struct KernelListing {
+  std::string name;
+  std::string unavailable;  // UnavailableReason: empty when this process can run it
+  int64_t int8_min_rows;    // from how many rows it takes its int8 path; 0: it has none, or this CPU lacks it
 };
 
 // The kernels compiled into this build, best first.
@@ -23,6 +35,9 @@ const KernelEntry* Kernels(size_t* count);
 // Why `entry` cannot run in this process, or an empty string when it can: the CPU lacks a
 // feature, or TMAC_ORT_KERNEL (read once per process) names another kernel.
 std::string UnavailableReason(const KernelEntry& entry);
+
+// Every kernel of this build, best first; asks ops() only of kernels this CPU can run.
+std::vector<KernelListing> ListKernels();
 
 // The kernel a session gets: `name` if given (empty: TMAC_ORT_KERNEL, else the best one
 // available).  Returns null and sets `error` when that kernel is unknown or unavailable.
