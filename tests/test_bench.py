@@ -160,3 +160,47 @@ def test_ternary_comparison_times_another_build_beside_this_one(tmp_path):
     exact = a.astype(np.float64) @ ternary.T.astype(np.float64)
     for c in cs:
         assert relative_rms(c.session.run(None, {"A": a})[0], exact) < 0.02, c.name
+
+
+def test_another_build_that_reads_only_layout_1_gets_layout_1(tmp_path, monkeypatch):
+    """--compare-library with a build older than layout 2 (the third session's, which a Zen 3
+    regression run times against): its sessions get the same weights in layout 1, and its
+    name says so; a build that reads layout 2 gets layout 2."""
+    import shutil
+
+    import importlib
+    from pathlib import Path
+
+    import numpy as np
+    from onnx import helper
+
+    contenders_module = importlib.import_module("tmac_ort.bench.contenders")  # (the package's name is the function)
+
+    old = tmp_path / "old-build"
+    new = tmp_path / "new-build"
+    for folder in (old, new):
+        folder.mkdir()
+        shutil.copy(tmac_ort.get_library_path(), folder / "libtmac_ort_ops.so")
+    real_session = contenders_module._session
+    layouts_opened = {}
+
+    def session_as_an_old_build_would_open(model, threads, extra_config=None, library=False, kernel=None):
+        attrs = {a.name: helper.get_attribute_value(a) for a in model.graph.node[0].attribute} if library else {}
+        if isinstance(library, str):
+            layouts_opened.setdefault(Path(library).parent.name, set()).add(attrs["layout_version"])
+        if library == str(old / "libtmac_ort_ops.so") and attrs["layout_version"] != 1:
+            raise RuntimeError(f"com.tmac.LutGemm node 'lut_gemm': layout_version {attrs['layout_version']} "
+                               "is not supported (this library reads 1)")
+        return real_session(model, threads, extra_config, library, kernel)
+
+    monkeypatch.setattr(contenders_module, "_session", session_as_an_old_build_would_open)
+    rng = np.random.default_rng(2)
+    w = (rng.standard_normal((64, 256)) * 0.02).astype(np.float32)
+    cs = contenders_module.contenders(w, 2, 128, 1, other_libraries=[str(old / "libtmac_ort_ops.so"),
+                                                                     str(new / "libtmac_ort_ops.so")])
+    names = [c.name for c in cs]
+    assert "LutGemm 2b [old-build, layout 1]" in names and "LutGemm 2b [new-build]" in names
+    assert layouts_opened == {"old-build": {2, 1}, "new-build": {2}}
+    a = rng.standard_normal((1, 256)).astype(np.float32)
+    y = {c.name: c.session.run(None, {"A": a})[0] for c in cs}
+    np.testing.assert_array_equal(y["LutGemm 2b [old-build, layout 1]"], y["LutGemm 2b [new-build]"])

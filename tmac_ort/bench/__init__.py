@@ -94,7 +94,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is kept (default 7)")
     p.add_argument("--out", default="bench-results", help="folder for bench.md, bench.csv, bench.png")
     p.add_argument("--compare-library", nargs="*", default=[], metavar="SO",
-                   help="other builds of libtmac_ort_ops.so to time side by side (named by their folder)")
+                   help="other builds of libtmac_ort_ops.so to time side by side (named by their folder; a build that "
+                        "reads only layout 1 gets the weights in layout 1)")
     p.add_argument("--ternary", action="store_true",
                    help="ternary weights, M=1, first shape and thread count only (add --llama-cpp to compare)")
     timing = p.add_mutually_exclusive_group()
