@@ -34,7 +34,7 @@ def kernel_params(int8_paths: bool = True):
     for k in tmac_ort.kernel_registry():
         marks = () if k.available else pytest.mark.skip(reason=f"{k.name}: {k.unavailable}")
         params.append(pytest.param(k.name, marks=marks))
-        if int8_paths and k.int8_min_rows:
+        if int8_paths and k.has_int8_path:
             params.append(pytest.param(k.name + INT8_PATH, marks=marks))
     return params
 

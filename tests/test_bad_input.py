@@ -108,6 +108,14 @@ def test_int8_min_rows_that_is_not_a_count_is_refused(value):
         tmac_ort.session_options(base=options)
 
 
+@pytest.mark.parametrize("value", ["-1", "eight", "1e3"])
+def test_int8_min_rows_in_the_environment_that_is_not_a_count_is_refused(value, monkeypatch):
+    monkeypatch.setenv("TMAC_ORT_INT8_MIN_ROWS", value)
+    with pytest.raises(Exception, match="TMAC_ORT_INT8_MIN_ROWS must be a count of rows") as refused:
+        tmac_ort.session_options()
+    assert str(refused.value).count("\n") == 0
+
+
 def test_unknown_kernel_in_the_environment_is_refused():
     """TMAC_ORT_KERNEL is read once per process: checked in a fresh one."""
     import subprocess

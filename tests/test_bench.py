@@ -123,13 +123,13 @@ def test_bench_times_every_kernel_named(tmp_path):
 
 def test_bench_says_which_rows_took_the_int8_path(tmp_path):
     kernels = [k for k in tmac_ort.kernel_registry() if k.available]
-    rows_needed = max([k.int8_min_rows for k in kernels] + [1])
-    assert cli.main(["bench", "--shapes", "256x128", "--m", "1", str(rows_needed), "--bits", "2", "--threads", "1",
-                     "--rounds", "1", "--kernel", *[k.name for k in kernels], "--out", str(tmp_path)]) == 0
+    rows_needed = max([k.int8_rows(4) for k in kernels] + [1])
+    assert cli.main(["bench", "--shapes", "256x128", "--m", "1", str(rows_needed), "--bits", "2", "4", "--threads",
+                     "1", "--rounds", "1", "--kernel", *[k.name for k in kernels], "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "bench.csv")))
-    labels = {(int(r["M"]), r["kernel"]) for r in rows if r["kernel"].startswith("LutGemm")}
-    expected = {(1, f"LutGemm 2b {k.name}") for k in kernels}
-    expected |= {(rows_needed, f"LutGemm 2b {k.name}" + (" int8" if k.int8_min_rows else "")) for k in kernels}
+    labels = {(int(r["M"]), int(r["bits"]), r["kernel"]) for r in rows if r["kernel"].startswith("LutGemm")}
+    expected = {(M, bits, f"LutGemm {bits}b {k.name}" + (" int8" if 0 < k.int8_rows(bits) <= M else ""))
+                for k in kernels for bits in (2, 4) for M in (1, rows_needed)}
     assert labels == expected
 
 

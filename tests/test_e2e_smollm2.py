@@ -37,12 +37,11 @@ def generations():
 
 @pytest.fixture(scope="module")
 def lookup_generations(generations):
-    """The same with LutGemm limited to table lookups (TMAC_ORT_KERNEL names the best kernel
-    without an int8 path), or the default answers where that is the default kernel."""
-    usable = [k for k in tmac_ort.kernel_registry() if k.available]
-    if not usable[0].int8_min_rows:
+    """The same with LutGemm limited to table lookups (TMAC_ORT_INT8_MIN_ROWS=0), or the
+    default answers where the default kernel has no int8 path."""
+    if not next(k for k in tmac_ort.kernel_registry() if k.available).has_int8_path:
         return generations
-    return generate(TMAC_ORT_KERNEL=next(k.name for k in usable if not k.int8_min_rows))
+    return generate(TMAC_ORT_INT8_MIN_ROWS="0")
 
 
 def leading_agreement(a: list[int], b: list[int]) -> int:

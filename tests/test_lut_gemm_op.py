@@ -125,25 +125,55 @@ def test_every_kernel_agrees_with_the_scalar_reference_kernel(rng, bits, quant, 
     np.testing.assert_allclose(y, y_scalar, rtol=1e-5, atol=1e-5 * np.abs(y_scalar).max())
 
 
-def test_kernels_with_an_int8_path_take_it_from_their_row_count_by_default(rng):
-    """Without tmac.int8_min_rows a kernel looks up tables below its int8_min_rows rows and
-    takes its int8 path from there; 0 turns the int8 path off."""
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_kernels_with_an_int8_path_take_it_from_their_row_count_by_default(rng, bits):
+    """Without tmac.int8_min_rows a kernel looks up tables below its int8_min_rows rows at
+    that bit width and takes its int8 path from there (never where that count is 0: AVX2 at 1
+    and 2 bits); 0 turns the int8 path off."""
     import tmac_ort
 
-    kernels = [k for k in tmac_ort.kernel_registry() if k.int8_min_rows and k.available]
+    kernels = [k for k in tmac_ort.kernel_registry() if k.has_int8_path and k.available]
     if not kernels:
         pytest.skip("no kernel of this CPU has an int8 path")
-    qw = quantized(rng, 64, 512, 4, 128, "asymmetric")
+    qw = quantized(rng, 64, 512, bits, 128, "asymmetric")
+    model = nodes.make_lut_gemm_model(qw).SerializeToString()
+
+    def check(y, a, ref):
+        np.testing.assert_allclose(y, ref(a, qw), rtol=0, atol=1e-5 * np.abs(y).max())
+        other = reference.int8_gemm if ref is reference.lut_gemm else reference.lut_gemm
+        assert np.abs(y - other(a, qw)).max() > 1e-4 * np.abs(y).max()  # the two paths differ here
+
     for k in kernels:
-        model = nodes.make_lut_gemm_model(qw).SerializeToString()
-        for rows, ref in [(k.int8_min_rows - 1, reference.lut_gemm), (k.int8_min_rows, reference.int8_gemm)]:
+        first = k.int8_rows(bits)
+        cases = [(first - 1, reference.lut_gemm), (first, reference.int8_gemm)] if first else [(64, reference.lut_gemm)]
+        for rows, ref in cases:
             a = rng.standard_normal((rows, 512)).astype(np.float32)
-            y = tmac_ort.make_session(model, kernel=k.name).run(None, {"A": a})[0]
-            np.testing.assert_allclose(y, ref(a, qw), rtol=0, atol=1e-5 * np.abs(y).max())
-            other = reference.int8_gemm if ref is reference.lut_gemm else reference.lut_gemm
-            assert np.abs(y - other(a, qw)).max() > 1e-4 * np.abs(y).max()  # the two paths differ here
+            check(tmac_ort.make_session(model, kernel=k.name).run(None, {"A": a})[0], a, ref)
         off = tmac_ort.make_session(model, kernel=k.name, int8_min_rows=0).run(None, {"A": a})[0]
-        np.testing.assert_allclose(off, reference.lut_gemm(a, qw), rtol=0, atol=1e-5 * np.abs(off).max())
+        check(off, a, reference.lut_gemm)
+
+
+def test_int8_threshold_from_the_environment_where_the_session_sets_none(rng, monkeypatch):
+    """TMAC_ORT_INT8_MIN_ROWS (read at every session creation: onnxruntime-genai passes no
+    session options of ours) sets the threshold; tmac.int8_min_rows overrides it."""
+    import tmac_ort
+
+    kernels = [k for k in tmac_ort.kernel_registry() if k.has_int8_path and k.available]
+    if not kernels:
+        pytest.skip("no kernel of this CPU has an int8 path")
+    qw = quantized(rng, 64, 512, 4, 128, "symmetric")
+    model = nodes.make_lut_gemm_model(qw).SerializeToString()
+    a = rng.standard_normal((1, 512)).astype(np.float32)
+    for k in kernels:
+        monkeypatch.setenv("TMAC_ORT_INT8_MIN_ROWS", "1")
+        y = tmac_ort.make_session(model, kernel=k.name).run(None, {"A": a})[0]
+        np.testing.assert_allclose(y, reference.int8_gemm(a, qw), rtol=0, atol=1e-5 * np.abs(y).max())
+        y = tmac_ort.make_session(model, kernel=k.name, int8_min_rows=0).run(None, {"A": a})[0]
+        np.testing.assert_allclose(y, reference.lut_gemm(a, qw), rtol=0, atol=1e-5 * np.abs(y).max())
+        monkeypatch.setenv("TMAC_ORT_INT8_MIN_ROWS", "0")
+        big = rng.standard_normal((64, 512)).astype(np.float32)
+        y = tmac_ort.make_session(model, kernel=k.name).run(None, {"A": big})[0]
+        np.testing.assert_allclose(y, reference.lut_gemm(big, qw), rtol=0, atol=1e-5 * np.abs(y).max())
 
 
 def test_error_against_exact_product_is_that_of_int8_tables(rng):

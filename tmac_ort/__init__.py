@@ -47,8 +47,8 @@ def session_options(intra_op_num_threads: int | None = None, base=None, kernel: 
     by default the environment variable TMAC_ORT_KERNEL, else the best this CPU has.
     `library` registers another build of the op library instead of this package's.
     `int8_min_rows`: calls of at least this many rows take the kernel's int8 path (prefill;
-    kernels with a dot product only), 0 never; by default the kernel's own choice
-    (`KernelInfo.int8_min_rows`).
+    kernels with one), 0 never; by default the environment variable TMAC_ORT_INT8_MIN_ROWS,
+    else the kernel's own choice per bit width (`KernelInfo.int8_rows`).
     """
     import onnxruntime as ort
 
@@ -92,11 +92,21 @@ class KernelInfo:
 
     name: str
     unavailable: str  # why this process cannot run it ("" when it can)
-    int8_min_rows: int = 0  # from how many rows it takes its int8 path by default (0: it has none, or this CPU lacks it)
+    # from how many rows it takes its int8 path by default at 1, 2, 3 and 4 bits (0: it has
+    # none at that width, or this CPU lacks it)
+    int8_min_rows: tuple[int, ...] = (0, 0, 0, 0)
 
     @property
     def available(self) -> bool:
         return not self.unavailable
+
+    @property
+    def has_int8_path(self) -> bool:
+        return any(self.int8_min_rows)
+
+    def int8_rows(self, bits: int) -> int:
+        """From how many rows `bits`-bit weights take the int8 path by default (0: never)."""
+        return self.int8_min_rows[bits - 1]
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,7 +124,7 @@ def _registry(kernel: str | None) -> tuple[tuple[KernelInfo, ...], str]:
     sess = ort.InferenceSession(model.SerializeToString(), session_options(1, kernel=kernel),
                                 providers=["CPUExecutionProvider"])
     names, unavailable, selected, int8_rows = sess.run(None, {})
-    return (tuple(KernelInfo(str(n), str(u), int(r)) for n, u, r in zip(names, unavailable, int8_rows)),
+    return (tuple(KernelInfo(str(n), str(u), tuple(int(x) for x in r)) for n, u, r in zip(names, unavailable, int8_rows)),
             str(selected[0]))
 
 

@@ -182,7 +182,7 @@ LutGemm::LutGemm(const Geometry& geo, const uint8_t* planes, const QuantParams& 
       int8_min_rows_(gemm_tiles_int8_ == nullptr            ? 0
                      : int8_min_rows != kKernelDefault ? int8_min_rows
                      : geo.triples                     ? kernel.triple_int8_min_rows
-                                                       : kernel.int8_min_rows) {
+                                                       : kernel.int8_min_rows[geo.bits - 1]) {
   weights_.geo = geo;
   weights_.planes = planes;
   AdviseHugePages(planes, size_t(geo.n_tiles) * geo.k_steps * geo.step_bytes());

@@ -352,8 +352,10 @@ OrtStatusPtr KernelsNode::ComputeV2(OrtKernelContext* context) {
     ctx.GetOutput(1, &n, 1).FillStringTensor(reasons.data(), count);
     const char* selected = selected_->name;
     ctx.GetOutput(2, &one, 1).FillStringTensor(&selected, 1);
-    int64_t* int8_rows = ctx.GetOutput(3, &n, 1).GetTensorMutableData<int64_t>();
-    for (size_t i = 0; i < count; ++i) int8_rows[i] = kernels[i].int8_min_rows;
+    const int64_t by_width[2] = {n, 4};
+    int64_t* int8_rows = ctx.GetOutput(3, by_width, 2).GetTensorMutableData<int64_t>();
+    for (size_t i = 0; i < count; ++i)
+      for (size_t b = 0; b < 4; ++b) int8_rows[4 * i + b] = kernels[i].int8_min_rows[b];
     return nullptr;
   } catch (const std::exception& e) {
     return MakeStatus(ORT_RUNTIME_EXCEPTION, std::string("com.tmac.Kernels: ") + e.what());

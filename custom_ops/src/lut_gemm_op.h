@@ -18,8 +18,11 @@ constexpr const char* kKernelsOpName = "Kernels";
 // else the best one this CPU has).
 constexpr const char* kKernelConfigKey = "tmac.kernel";
 // Session option: calls of at least this many rows take the kernel's int8 path, where it has
-// one; 0 never (default: the kernel's own choice, KernelOps::int8_min_rows).
+// one; 0 never (default: TMAC_ORT_INT8_MIN_ROWS, else the kernel's own choice per bit width,
+// KernelOps::int8_min_rows).
 constexpr const char* kInt8MinRowsConfigKey = "tmac.int8_min_rows";
+// Its default where a session sets no tmac.int8_min_rows (read at every session creation).
+constexpr const char* kInt8MinRowsEnvironment = "TMAC_ORT_INT8_MIN_ROWS";
 
 // Inputs, in node order.
 enum Input : size_t { kA = 0, kPackedWeights, kScales, kZeroPoints, kOffsets, kBias, kInputCount };

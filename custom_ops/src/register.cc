@@ -1,4 +1,5 @@
 // Library entry point: the only exported symbol.
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -40,15 +41,26 @@ Ort::CustomOpDomain& DomainFor(const tmac::KernelEntry* kernel, int64_t int8_min
   return domains->back()->domain;
 }
 
-// tmac.int8_min_rows as a count of rows, or LutGemm::kKernelDefault when absent; false when
-// it is not a non-negative integer.
-bool ReadInt8MinRows(Ort::UnownedSessionOptions& options, int64_t* rows) {
-  *rows = tmac::LutGemm::kKernelDefault;
-  if (!options.HasConfigEntry(tmac::kInt8MinRowsConfigKey)) return true;
-  const std::string value = options.GetConfigEntry(tmac::kInt8MinRowsConfigKey);
-  if (value.empty() || value.size() > 12 || value.find_first_not_of("0123456789") != std::string::npos) return false;
-  *rows = std::stoll(value);
-  return true;
+// The int8 threshold a session asks for: session option tmac.int8_min_rows, else the
+// environment variable TMAC_ORT_INT8_MIN_ROWS where set and not empty (for pipelines that pass no session options of
+// their own, such as onnxruntime-genai's), else LutGemm::kKernelDefault.  Sets `error` when
+// the value is not a non-negative integer.
+int64_t ReadInt8MinRows(Ort::UnownedSessionOptions& options, std::string* error) {
+  std::string value, source;
+  if (options.HasConfigEntry(tmac::kInt8MinRowsConfigKey)) {
+    value = options.GetConfigEntry(tmac::kInt8MinRowsConfigKey);
+    source = std::string("session option ") + tmac::kInt8MinRowsConfigKey;
+  } else if (const char* env = std::getenv(tmac::kInt8MinRowsEnvironment); env != nullptr && *env != '\0') {
+    value = env;
+    source = tmac::kInt8MinRowsEnvironment;
+  } else {
+    return tmac::LutGemm::kKernelDefault;
+  }
+  if (value.empty() || value.size() > 12 || value.find_first_not_of("0123456789") != std::string::npos) {
+    *error = "tmac-ort: " + source + " must be a count of rows (0: never)";
+    return 0;
+  }
+  return std::stoll(value);
 }
 
 }  // namespace
@@ -71,11 +83,8 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
     std::string error;
     const tmac::KernelEntry* kernel = tmac::ChooseKernel(wanted, &error);
     if (kernel == nullptr) return api->CreateStatus(ORT_INVALID_ARGUMENT, ("tmac-ort: " + error).c_str());
-    int64_t int8_min_rows;
-    if (!ReadInt8MinRows(session_options, &int8_min_rows))
-      return api->CreateStatus(ORT_INVALID_ARGUMENT, (std::string("tmac-ort: session option ") +
-                                                      tmac::kInt8MinRowsConfigKey + " must be a count of rows (0: never)")
-                                                         .c_str());
+    const int64_t int8_min_rows = ReadInt8MinRows(session_options, &error);
+    if (!error.empty()) return api->CreateStatus(ORT_INVALID_ARGUMENT, error.c_str());
     session_options.Add(DomainFor(kernel, int8_min_rows));
   } catch (const std::exception& e) {
     return api->CreateStatus(ORT_FAIL, e.what());

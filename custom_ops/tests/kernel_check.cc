@@ -351,9 +351,11 @@ int main(int argc, char** argv) {
                 argc >= 9 && std::string(argv[8]) == "ternary", argc >= 10 ? std::atoll(argv[9]) : 1);
   // the listing the com.tmac.Kernels op returns: under qemu as an older CPU this must not run
   // the instructions of the kernels that CPU lacks
-  for (const tmac::KernelListing& k : tmac::ListKernels())
-    std::printf("listed %-14s int8 from %lld rows%s%s\n", k.name.c_str(), static_cast<long long>(k.int8_min_rows),
-                k.unavailable.empty() ? "" : "; ", k.unavailable.c_str());
+  for (const tmac::KernelListing& k : tmac::ListKernels()) {
+    std::printf("listed %-14s int8 from rows", k.name.c_str());
+    for (int64_t rows : k.int8_min_rows) std::printf(" %lld", static_cast<long long>(rows));
+    std::printf(" (1-4 bits)%s%s\n", k.unavailable.empty() ? "" : "; ", k.unavailable.c_str());
+  }
   size_t count = 0;
   const tmac::KernelEntry* kernels = tmac::Kernels(&count);
   const tmac::KernelOps* scalar = nullptr;

@@ -62,7 +62,7 @@ def contenders(w_nk: np.ndarray, bits: int, group: int, threads: int, other_libr
     # group where there are any (symmetric weights need no constant term; docs/packed-format.md)
     nbytes = qw.pack().nbytes + 2 * qw.scales.size + (qw.scales.size // 2 if zero_points else 0)
     model = make_lut_gemm_model(qw)
-    int8_rows = {k.name: k.int8_min_rows for k in kernel_registry()}
+    int8_rows = {k.name: k.int8_rows(bits) for k in kernel_registry()}
     for kernel in kernels or (selected_kernel(),):
         add(f"LutGemm {bits}b {kernel}",
             lambda: _session(model, threads, library=True, kernel=kernel), nbytes, int8_rows[kernel])

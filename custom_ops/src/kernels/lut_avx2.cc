@@ -8,13 +8,19 @@
 // in int16 for a window of steps short enough that no sum can overflow (static_asserts below
 // bound the summed quantity for any weights and activations); each lane is then widened to
 // int32 and the lanes added, and each block scaled in fp32.
+//
+// Prefill at 3 and 4 bits (from KernelOps::int8_min_rows rows) takes an int8 path instead:
+// weights decoded once per tile and block to bytes, multiplied with every row by vpmaddubsw
+// (below, "The int8 path").
 // Compiled with -mavx2 -mfma -mf16c; only called after a run-time CPU check.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cfloat>
+#include <cstring>
 
 #include "lut_kernel.h"
+#include "scratch.h"
 #include "tables.h"
 
 namespace tmac {
@@ -206,8 +212,9 @@ TMAC_ALWAYS_INLINE void AccumulateBlock(const uint8_t* steps, const int8_t* cons
   }
 }
 
-// mid - z of channels 8o..8o+7 (mid = (2^bits - 1) / 2), z from the tile-group's 16 nibble
-// bytes (see PreparedWeights::zero_points); exact in fp32.
+// mid - z of channels 8o..8o+7 (the lookups' mid = (2^bits - 1) / 2, the int8 path's
+// 2^(bits-1)), z from the tile-group's 16 nibble bytes (see PreparedWeights::zero_points);
+// exact in fp32.
 inline __m256 CentredZeroPoint(const uint8_t* nibbles, int o, __m256 mid) {
   __m256i z = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(nibbles + 8 * (o & 1))));
   z = o < 2 ? _mm256_and_si256(z, _mm256_set1_epi32(15)) : _mm256_srli_epi32(z, 4);
@@ -436,10 +443,340 @@ void FloatToHalfF16c(const float* src, uint16_t* dst, size_t n) {
   for (; i < n; ++i) dst[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
 }
 
+// ---------------------------------------------------------------------------------------
+// The int8 path (prefill; see Int8Rows): each activation row quantised to int8 per block,
+// each tile's weights decoded once per block to one byte per weight and multiplied with every
+// row by vpmaddubsw (32 multiply-adds per instruction at any bit width).  Per 256
+// multiply-adds and row that is 8 vpmaddubsw and an eighth of a shuffle for the activations
+// (a table lookup needs 20 shuffle-pipe instructions at 4 bits, 17 at 3, 10 at 2); the decode
+// (5 instructions per plane and 32 weights) is paid once per tile and block for all rows.
+
+// Rows from which the int8 path is the default, per bit width.  Zen 3, 1 thread, int8 /
+// lookups (benchmarks/2026-12-06-zen3/, three runs): 4096x4096 at 4 bits M=16 1.14-1.18x,
+// M=32 0.88-0.91x, M=128 0.68-0.81x; at 3 bits M=16 0.68-1.06x, M=32 0.83-0.93x, M=128
+// 0.65-0.71x; SmolLM2's group-32 layers at M=32 0.82-0.98x, M=128 0.72-0.78x.  At 1 and 2
+// bits the lookups do less than the multiplies (1.1-1.5x at M=128), so those widths keep them.
+constexpr int64_t kInt8MinRowsAvx2[4] = {0, 0, 32, 32};
+
+// Int32 lanes [0, n) set (n clamped to 0..8), for masked loads.
+inline __m256i FirstLanes8(int64_t n) {
+  const int32_t count = int32_t(std::max<int64_t>(0, std::min<int64_t>(8, n)));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+inline int32_t HorizontalSumInt(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1)));
+}
+
+// One row to int8, block by block (see Int8Row): the float operations of
+// reference.quantize_int8 in its order, v * 2^-E (exact), times 127 / max, rounded to nearest
+// even; NaN, infinities and the padding beyond K count as 0.
+bool QuantizeRowAvx2(const Geometry& g, const float* a, const Int8Row& out) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 float_max = _mm256_set1_ps(FLT_MAX);
+  const __m256i limit = _mm256_set1_epi32(127), negative_limit = _mm256_set1_epi32(-127);
+  bool finite = true;
+  for (int64_t b = 0; b < g.n_blocks; ++b) {
+    const int64_t k0 = b * g.block_k;
+    const int64_t k1 = std::min(k0 + g.block_k, g.K_pad);  // the block in the padded row (whole 8s)
+    const int64_t k_end = std::min(k1, g.K);              // its real activations
+    __m256 max_abs = _mm256_setzero_ps();
+    for (int64_t k = k0; k < k_end; k += 8) {
+      const __m256i in = FirstLanes8(k_end - k);
+      const __m256 v = _mm256_and_ps(_mm256_maskload_ps(a + k, in), abs_mask);
+      const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(v, float_max, _CMP_LE_OQ), _mm256_castsi256_ps(in));  // false for NaN, inf
+      finite = finite && _mm256_movemask_ps(ok) == _mm256_movemask_ps(_mm256_castsi256_ps(in));
+      max_abs = _mm256_max_ps(max_abs, _mm256_and_ps(v, ok));
+    }
+    const float largest = HorizontalMax(max_abs);
+    const int exponent = BlockExponent(largest);
+    const float max_scaled = largest * PowerOfTwo(-exponent);  // exact, below 4 (E is clamped)
+    const float inv_step = max_scaled > 0.f ? 127.f / max_scaled : 0.f;
+    out.step[b] = max_scaled / 127.f;
+    out.block_exponent[b] = exponent;
+    const __m256 scale = _mm256_set1_ps(PowerOfTwo(-exponent));
+    const __m256 inv = _mm256_set1_ps(inv_step);
+    __m256i sum = _mm256_setzero_si256();
+    __m256 exact_sum = _mm256_setzero_ps();
+    for (int64_t k = k0; k < k1; k += 8) {
+      const __m256i in = FirstLanes8(k_end - k);
+      const __m256 v = _mm256_maskload_ps(a + k, in);
+      const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(_mm256_and_ps(v, abs_mask), float_max, _CMP_LE_OQ),
+                                      _mm256_castsi256_ps(in));
+      const __m256 scaled = _mm256_and_ps(_mm256_mul_ps(v, scale), ok);  // exact
+      exact_sum = _mm256_add_ps(exact_sum, scaled);
+      // |x| <= 127 up to one rounding, so the clamp only guards that rounding
+      __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(scaled, inv));
+      q = _mm256_max_epi32(_mm256_min_epi32(q, limit), negative_limit);
+      sum = _mm256_add_epi32(sum, q);
+      const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(out.values + k), _mm_packs_epi16(q16, q16));
+    }
+    out.value_sum[b] = HorizontalSumInt(sum);
+    out.block_sum[b] = HorizontalSum(exact_sum);
+  }
+  return finite;
+}
+
+// A step decoded (its bytes are the same in layouts 1 and 2): [quad][o][32 bytes], vector o of a quad holding channels
+// 8o..8o+7, one dword of q (k = 0..3 of the quad) per channel, so that one broadcast dword of
+// activations multiplies it.  The decode works on vectors e of channels 4e..4e+3 with the
+// step's first quad in the low 128-bit lane and its second in the high one, as the layout
+// keeps them (every shuffle stays in its lane), and swaps lanes once at the end.
+constexpr int kDecodedQuadBytes = kTileN * kQuadK;           // 128
+constexpr int kDecodedStepBytes = 2 * kDecodedQuadBytes;      // 256
+
+// How plane p of vector e is decoded: its four channels' nibbles lie in one chunk and nibble
+// half; vpshufb with `pattern` copies channel d's byte into the four bytes of dword d, and a
+// bit test per byte (bit t for byte t) gives that plane's bit of k = t.
+struct DecodePlanAvx2 {
+  alignas(32) uint8_t pattern[4][8][32];  // [plane][e][byte]
+  uint8_t chunk[4][8];
+  uint8_t high[4][8];
+};
+
+DecodePlanAvx2 MakeDecodePlanAvx2(int bits) {
+  DecodePlanAvx2 plan{};
+  const NibbleMap where = NibblePositions(bits);
+  for (int p = 0; p < bits; ++p)
+    for (int e = 0; e < 8; ++e)
+      for (int d = 0; d < 4; ++d) {
+        const NibblePosition pos = where[size_t(p) * kTileN + 4 * e + d];  // (the same chunk and half for all d)
+        plan.chunk[p][e] = uint8_t(pos.byte / 32);
+        plan.high[p][e] = pos.high ? 1 : 0;
+        for (int t = 0; t < 4; ++t)
+          for (int lane = 0; lane < 2; ++lane) plan.pattern[p][e][16 * lane + 4 * d + t] = uint8_t(pos.byte % 16);
+      }
+  return plan;
+}
+
+const DecodePlanAvx2& PlanForAvx2(int bits) {
+  static const DecodePlanAvx2 plans[4] = {MakeDecodePlanAvx2(1), MakeDecodePlanAvx2(2), MakeDecodePlanAvx2(3),
+                                          MakeDecodePlanAvx2(4)};
+  return plans[bits - 1];
+}
+
+// The n consecutive steps at `steps` to `out` (kDecodedStepBytes per step).
+template <int kBits>
+void DecodeStepsAvx2(const DecodePlanAvx2& plan, const uint8_t* steps, int64_t n, uint8_t* out) {
+  const __m256i low_nibble = _mm256_set1_epi8(0x0f);
+  const __m256i bit_of_k = _mm256_set1_epi32(0x08040201);  // byte t of every dword: 1 << t
+  for (int64_t s = 0; s < n; ++s) {
+    const uint8_t* step = steps + s * kTileN * kBits;
+    __m256i nibbles[kBits][2];  // [chunk][high]
+    for (int c = 0; c < kBits; ++c) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(step + 32 * c));
+      nibbles[c][0] = _mm256_and_si256(v, low_nibble);
+      nibbles[c][1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibble);
+    }
+    uint8_t* dst = out + s * kDecodedStepBytes;
+    __m256i q[8];
+    for (int e = 0; e < 8; ++e) {
+      q[e] = _mm256_setzero_si256();
+      for (int p = 0; p < kBits; ++p) {
+        const __m256i x = _mm256_shuffle_epi8(nibbles[plan.chunk[p][e]][plan.high[p][e]],
+                                              _mm256_load_si256(reinterpret_cast<const __m256i*>(plan.pattern[p][e])));
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(x, bit_of_k), bit_of_k);
+        q[e] = _mm256_add_epi8(q[e], _mm256_and_si256(set, _mm256_set1_epi8(char(1 << p))));
+      }
+    }
+    for (int o = 0; o < 4; ++o) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * o), _mm256_permute2x128_si256(q[2 * o], q[2 * o + 1], 0x20));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(dst + kDecodedQuadBytes + 32 * o),
+                         _mm256_permute2x128_si256(q[2 * o], q[2 * o + 1], 0x31));
+    }
+  }
+}
+
+// vpmaddubsw multiplies unsigned bytes by signed ones: the decoded q (0..2^bits - 1) are the
+// unsigned side and the activations the signed one, so P = sum_k q values needs no correction
+// and a pair sum is at most 2 * 127 * (2^bits - 1) (no saturation).  (The other way round, a
+// + 128 against q, as the eighth session's version had it so that q could be the memory
+// operand, needs P = S - 128 Q and halves the int16 window: Zen 3, 4096x4096, M=128, it took
+// 1.00x the lookups' time at 4 bits.)
+// Quads an int16 accumulator takes before it might overflow: 8 at 4 bits, 18 at 3, 43 at 2.
+template <int kBits>
+constexpr int64_t Int8WindowQuads() {
+  return 32767 / (2 * 127 * ((1 << kBits) - 1));
+}
+
+// Activations k..k+3 of a row in every dword.
+inline __m256i BroadcastQuad(const int8_t* values) {
+  int32_t four;
+  std::memcpy(&four, values, sizeof(four));
+  return _mm256_set1_epi32(four);
+}
+
+// acc += vpmaddubsw(q unsigned, a signed) in place.  Written as intrinsics over accumulator
+// arrays, GCC 12 copied every accumulator between registers around each use and kept one on
+// the stack (Zen 3, 4096x4096, M=128: 25-27 ms at every width, a third of the multiply pipes).
+TMAC_ALWAYS_INLINE void MultiplyAccumulate(__m256i& acc, __m256i q, __m256i a) {
+  __m256i product;
+  asm("vpmaddubsw %[a], %[q], %[product]\n\tvpaddw %[product], %[acc], %[acc]"
+      : [acc] "+x"(acc), [product] "=&x"(product)
+      : [q] "x"(q), [a] "x"(a));
+}
+
+// P = sum_k q values of kRows (1 to 4) rows (row r's block at values + r * stride) over a
+// decoded block of n_quads quads, the tile's 32 channels: s[r][o] = channels 8o..8o+7 in int32
+// (at most 256 k * 15 * 127: no overflow, and exact in fp32).  The block is passed over twice,
+// 16 channels at a time, so that 4 rows share every weight load: 2 loads and 4 broadcasts per
+// 8 vpmaddubsw, 8 accumulators, 2 weights, an activation and a product in the 16 ymm
+// registers.  (Two rows over all 32 channels at once left GCC no register for the weights:
+// it loaded each twice, 10 loads per 8 vpmaddubsw.)
+template <int kBits, int kRows>
+TMAC_ALWAYS_INLINE void RowsOfBlockInt8(const uint8_t* decoded, int64_t n_quads, const int8_t* values, int64_t stride,
+                                        __m256i (*s)[4]) {
+  static_assert(kRows >= 1 && kRows <= 4, "the accumulators below are named for four rows");
+  const __m256i ones = _mm256_set1_epi16(1);
+  constexpr int64_t kWindow = Int8WindowQuads<kBits>();
+  for (int r = 0; r < kRows; ++r)
+    for (int o = 0; o < 4; ++o) s[r][o] = _mm256_setzero_si256();
+  for (int half = 0; half < 2; ++half) {
+    for (int64_t w0 = 0; w0 < n_quads; w0 += kWindow) {
+      const int64_t w1 = std::min(w0 + kWindow, n_quads);
+      const __m256i zero = _mm256_setzero_si256();
+      __m256i a0_0 = zero, a0_1 = zero, a1_0 = zero, a1_1 = zero, a2_0 = zero, a2_1 = zero, a3_0 = zero, a3_1 = zero;
+      for (int64_t j = w0; j < w1; ++j) {
+        const uint8_t* d = decoded + j * kDecodedQuadBytes + 64 * half;
+        const __m256i q0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(d));
+        const __m256i q1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(d + 32));
+        const int8_t* x = values + kQuadK * j;
+#define TMAC_ROW(r)                                              \
+  if constexpr (kRows > r) {                                     \
+    const __m256i xr = BroadcastQuad(x + r * stride);            \
+    MultiplyAccumulate(a##r##_0, q0, xr);                        \
+    MultiplyAccumulate(a##r##_1, q1, xr);                        \
+  }
+        TMAC_ROW(0) TMAC_ROW(1) TMAC_ROW(2) TMAC_ROW(3)
+#undef TMAC_ROW
+      }
+      const __m256i acc[4][2] = {{a0_0, a0_1}, {a1_0, a1_1}, {a2_0, a2_1}, {a3_0, a3_1}};
+      for (int r = 0; r < kRows; ++r)
+        for (int i = 0; i < 2; ++i)
+          s[r][2 * half + i] = _mm256_add_epi32(s[r][2 * half + i], _mm256_madd_epi16(acc[r][i], ones));
+    }
+  }
+}
+
+// o2' = c' + s'/2 of channels 8o..8o+7 for weights with zero points (s' (2^(bits-1) - z), exact
+// in fp32) or offsets (from the stored constant).
+template <int kBits>
+__m256 CentredOffsetAvx2(const PreparedWeights& w, int64_t at, int o, __m256 scale) {
+  if (w.offsets == Offsets::kZeroPoints) {
+    const __m256 centre = _mm256_set1_ps(float(1 << (kBits - 1)));
+    return _mm256_mul_ps(scale, CentredZeroPoint(&w.zero_points[size_t(at / 2)], o, centre));
+  }
+  return _mm256_fmadd_ps(scale, _mm256_set1_ps(0.5f), LoadHalf8(&w.constant[at + 8 * o]));
+}
+
+// Rows [m, m + kRows) of one block: P by RowsOfBlockInt8, then y' += step * s' * (P - 2^(bits-1)
+// value_sum) + o2' * block_sum (see Int8Rows).
+template <int kBits, int kRows, bool kSymmetric>
+TMAC_ALWAYS_INLINE void RowsInt8(const uint8_t* decoded, int64_t quads, const Int8Rows& act, const int8_t* values,
+                                 int64_t m, int64_t b, int64_t n_blocks, const __m256* scale, const __m256* offset,
+                                 float* ybuf) {
+  __m256i sums[kRows][4];
+  RowsOfBlockInt8<kBits, kRows>(decoded, quads, values + m * act.stride, act.stride, sums);
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t rb = (m + r) * n_blocks + b;
+    const __m256i centring = _mm256_set1_epi32(act.value_sum[rb] * (1 << (kBits - 1)));
+    const __m256 step = _mm256_set1_ps(act.step[rb]), block_sum = _mm256_set1_ps(act.block_sum[rb]);
+    float* y = ybuf + (m + r) * kTileN;
+    for (int o = 0; o < 4; ++o) {
+      const __m256i centred = _mm256_sub_epi32(sums[r][o], centring);
+      __m256 yo = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(centred), step), scale[o], _mm256_load_ps(y + 8 * o));
+      if (!kSymmetric) yo = _mm256_fmadd_ps(offset[o], block_sum, yo);
+      _mm256_store_ps(y + 8 * o, yo);
+    }
+  }
+}
+
+template <int kBits, bool kSymmetric>
+void GemmTilesInt8Avx2(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
+                       const OutputRows& out) {
+  const Geometry& g = w.geo;
+  const DecodePlanAvx2& plan = PlanForAvx2(kBits);
+  alignas(32) uint8_t decoded[kMaxBlockK / kStepK * kDecodedStepBytes];  // one block of a tile: <= 8 KB
+  thread_local AlignedScratch scratch;
+  float* ybuf = scratch.Get(size_t(act.rows) * kTileN);  // y' of every row for one tile
+  const GroupCursor first_block(g, 0);
+  for (int64_t t = tile_begin; t < tile_end; ++t) {
+    std::fill(ybuf, ybuf + act.rows * kTileN, 0.f);
+    GroupCursor blocks = first_block;
+    for (int64_t b = 0; b < g.n_blocks; ++b) {
+      const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
+      DecodeStepsAvx2<kBits>(plan, w.planes + g.step_offset(t, s0), s1 - s0, decoded);
+      // The next block's planes (at a tile's end the next tile's), fetched while this block is
+      // multiplied, as the AVX-512 path does.
+      const bool last_block = s1 == g.k_steps;
+      if (!last_block || t + 1 < g.n_tiles) {
+        const char* next = reinterpret_cast<const char*>(w.planes + (last_block ? g.step_offset(t + 1, 0)
+                                                                                : g.step_offset(t, s1)));
+        for (int64_t i = 0; i < (s1 - s0) * g.step_bytes(); i += 64) _mm_prefetch(next + i, _MM_HINT_T0);
+      }
+      const int64_t at = blocks.Entry(t) * kTileN;
+      __m256 scale[4], offset[4];
+      for (int o = 0; o < 4; ++o) {
+        scale[o] = LoadHalf8(&w.scale[at + 8 * o]);
+        offset[o] = kSymmetric ? _mm256_setzero_ps() : CentredOffsetAvx2<kBits>(w, at, o, scale[o]);
+      }
+      blocks.NextBlock();
+      // y' += step * s' * (P - 2^(bits-1) value_sum) + o2' * block_sum.
+      const int8_t* values = act.values + s0 * kStepK;
+      const int64_t quads = 2 * (s1 - s0);
+      int64_t m = 0;
+      for (; m + 4 <= act.rows; m += 4)
+        RowsInt8<kBits, 4, kSymmetric>(decoded, quads, act, values, m, b, g.n_blocks, scale, offset, ybuf);
+      switch (act.rows - m) {
+        case 3: RowsInt8<kBits, 3, kSymmetric>(decoded, quads, act, values, m, b, g.n_blocks, scale, offset, ybuf); break;
+        case 2: RowsInt8<kBits, 2, kSymmetric>(decoded, quads, act, values, m, b, g.n_blocks, scale, offset, ybuf); break;
+        case 1: RowsInt8<kBits, 1, kSymmetric>(decoded, quads, act, values, m, b, g.n_blocks, scale, offset, ybuf); break;
+        default: break;
+      }
+    }
+    const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
+    for (int64_t m = 0; m < act.rows; ++m) {
+      alignas(32) float tmp[kTileN];
+      const __m256d row_scale = _mm256_set1_pd(act.row_scale[m]);
+      for (int o = 0; o < 4; ++o)
+        _mm256_store_ps(tmp + 8 * o, ToOutputUnits(_mm256_load_ps(ybuf + m * kTileN + 8 * o), row_scale,
+                                                   &w.channel_scale[t * kTileN + 8 * o]));
+      float* dst = out.y + m * out.ldy + t * kTileN;
+      for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
+    }
+  }
+}
+
+template <bool kSymmetric>
+void GemmTilesInt8BitsAvx2(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
+                           const OutputRows& out) {
+  switch (w.geo.bits) {
+    case 1: return GemmTilesInt8Avx2<1, kSymmetric>(w, act, tile_begin, tile_end, out);
+    case 2: return GemmTilesInt8Avx2<2, kSymmetric>(w, act, tile_begin, tile_end, out);
+    case 3: return GemmTilesInt8Avx2<3, kSymmetric>(w, act, tile_begin, tile_end, out);
+    default: return GemmTilesInt8Avx2<4, kSymmetric>(w, act, tile_begin, tile_end, out);
+  }
+}
+
+void GemmTilesInt8DispatchAvx2(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin, int64_t tile_end,
+                               const OutputRows& out) {
+  if (w.offsets == Offsets::kSymmetric) return GemmTilesInt8BitsAvx2<true>(w, act, tile_begin, tile_end, out);
+  GemmTilesInt8BitsAvx2<false>(w, act, tile_begin, tile_end, out);
+}
+
 }  // namespace
 
 const KernelOps& Avx2Kernel() {
-  static const KernelOps ops = {BuildTablesAvx2, GemmTilesDispatch, HalfToFloatF16c, FloatToHalfF16c};
+  static const KernelOps ops = [] {
+    KernelOps o = {BuildTablesAvx2, GemmTilesDispatch, HalfToFloatF16c, FloatToHalfF16c};
+    o.quantize_row = QuantizeRowAvx2;
+    o.gemm_tiles_int8 = GemmTilesInt8DispatchAvx2;
+    std::copy(kInt8MinRowsAvx2, kInt8MinRowsAvx2 + 4, o.int8_min_rows);
+    return o;
+  }();
   return ops;
 }
 

@@ -21,9 +21,9 @@
 #include <array>
 #include <cfloat>
 #include <cmath>
-#include <new>
 
 #include "lut_kernel.h"
+#include "scratch.h"
 #include "tables.h"
 
 namespace tmac {
@@ -56,27 +56,6 @@ constexpr int64_t kTripleInt8MinRows = 16;
 constexpr int kRowBlock = 8;
 
 constexpr int kQuadBytes = 4 * kTileN;  // one decoded quad: 32 channels x 4 k, 128 bytes
-
-// A thread's 64-byte-aligned float scratch, grown as needed.  Not a std::vector: a template
-// instantiated here is compiled with AVX-512 flags and is a weak symbol the linker may pick
-// for the baseline code's calls too (it did not, by link order, but nothing made it so);
-// everything in this file has internal linkage instead.
-class AlignedScratch {
- public:
-  ~AlignedScratch() { ::operator delete[](data_, std::align_val_t(64)); }
-  float* Get(size_t n) {
-    if (n > size_) {
-      ::operator delete[](data_, std::align_val_t(64));
-      data_ = static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(64)));
-      size_ = n;
-    }
-    return data_;
-  }
-
- private:
-  float* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 // ---------------------------------------------------------------------------------------
 // Activations
@@ -432,7 +411,7 @@ const KernelOps& Avx512VnniKernel() {
     o.triple_int8_min_rows = kTripleInt8MinRows;
     o.quantize_row = QuantizeRowAvx512;
     o.gemm_tiles_int8 = GemmTilesInt8Dispatch;
-    o.int8_min_rows = kInt8MinRows;
+    for (int64_t& rows : o.int8_min_rows) rows = kInt8MinRows;
     return o;
   }();
   return ops;

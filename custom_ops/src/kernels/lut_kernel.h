@@ -152,9 +152,10 @@ struct KernelOps {
   void (*gemm_triple_tiles_int8)(const PreparedWeights& w, const Int8Rows& act, int64_t tile_begin,
                                  int64_t tile_end, const OutputRows& out) = nullptr;
   int64_t triple_int8_min_rows = 0;  // its default row count (tmac.int8_min_rows overrides both)
-  // From how many rows a call takes the int8 path by default (session option
-  // tmac.int8_min_rows overrides it); 0 where the kernel has none.
-  int64_t int8_min_rows = 0;
+  // From how many rows a call takes the int8 path by default, per bit width (index bits - 1;
+  // session option tmac.int8_min_rows overrides it); 0 where the kernel has none, or where its
+  // lookups stay faster at that width.
+  int64_t int8_min_rows[4] = {0, 0, 0, 0};
 };
 
 }  // namespace tmac

@@ -2,6 +2,7 @@
 // baseline ISA: CPU checks must not run instructions the CPU may lack.
 #include "registry.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -110,8 +111,11 @@ std::string UnavailableReason(const KernelEntry& entry) {
 
 std::vector<KernelListing> ListKernels() {
   std::vector<KernelListing> rows;
-  for (const KernelEntry& e : kKernels)
-    rows.push_back({e.name, UnavailableReason(e), e.missing_cpu_features() ? 0 : e.ops().int8_min_rows});
+  for (const KernelEntry& e : kKernels) {
+    std::array<int64_t, 4> int8_rows{};
+    if (!e.missing_cpu_features()) std::copy(e.ops().int8_min_rows, e.ops().int8_min_rows + 4, int8_rows.begin());
+    rows.push_back({e.name, UnavailableReason(e), int8_rows});
+  }
   return rows;
 }
 

@@ -3,6 +3,7 @@
 // line in custom_ops/CMakeLists.txt.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -26,7 +27,9 @@ struct KernelEntry {
 struct KernelListing {
   std::string name;
   std::string unavailable;  // UnavailableReason: empty when this process can run it
-  int64_t int8_min_rows;    // from how many rows it takes its int8 path; 0: it has none, or this CPU lacks it
+  // from how many rows it takes its int8 path, per bit width (index bits - 1); 0: it has none
+  // at that width, or this CPU lacks it
+  std::array<int64_t, 4> int8_min_rows;
 };
 
 // The kernels compiled into this build, best first.
