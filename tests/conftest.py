@@ -22,6 +22,13 @@ def make_session(model, threads: int = 1, library: bool = True, kernel: str | No
                                  int8_min_rows=1 if is_int8_path(kernel) else 0)
 
 
+def triple_int8_path(kernel: str) -> bool:
+    """Whether the int8 path of `kernel` ('NAME+int8') has a layout-3 form (else layout 3
+    takes the lookups at every row count)."""
+    name = kernel[: -len(INT8_PATH)] if is_int8_path(kernel) else kernel
+    return next(k for k in tmac_ort.kernel_registry() if k.name == name).triple_int8_min_rows > 0
+
+
 def reference_gemm(kernel: str | None):
     """The numpy reference of the arithmetic `kernel` (a test parameter) runs."""
     return reference.int8_gemm if is_int8_path(kernel) else reference.lut_gemm

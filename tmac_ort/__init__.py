@@ -95,6 +95,7 @@ class KernelInfo:
     # from how many rows it takes its int8 path by default at 1, 2, 3 and 4 bits (0: it has
     # none at that width, or this CPU lacks it)
     int8_min_rows: tuple[int, ...] = (0, 0, 0, 0)
+    triple_int8_min_rows: int = 0  # the same for layout 3 (ternary triples); 0: no int8 form of it
 
     @property
     def available(self) -> bool:
@@ -115,7 +116,7 @@ def _registry(kernel: str | None) -> tuple[tuple[KernelInfo, ...], str]:
     from onnx import TensorProto, helper
 
     outputs = {"names": TensorProto.STRING, "unavailable": TensorProto.STRING, "selected": TensorProto.STRING,
-               "int8_min_rows": TensorProto.INT64}
+               "int8_min_rows": TensorProto.INT64, "triple_int8_min_rows": TensorProto.INT64}
     node = helper.make_node("Kernels", [], list(outputs), domain=DOMAIN)
     graph = helper.make_graph([node], "tmac_kernels", [],
                               [helper.make_tensor_value_info(o, t, None) for o, t in outputs.items()])
@@ -123,8 +124,9 @@ def _registry(kernel: str | None) -> tuple[tuple[KernelInfo, ...], str]:
                               ir_version=10)
     sess = ort.InferenceSession(model.SerializeToString(), session_options(1, kernel=kernel),
                                 providers=["CPUExecutionProvider"])
-    names, unavailable, selected, int8_rows = sess.run(None, {})
-    return (tuple(KernelInfo(str(n), str(u), tuple(int(x) for x in r)) for n, u, r in zip(names, unavailable, int8_rows)),
+    names, unavailable, selected, int8_rows, triple_rows = sess.run(None, {})
+    return (tuple(KernelInfo(str(n), str(u), tuple(int(x) for x in r), int(t))
+                  for n, u, r, t in zip(names, unavailable, int8_rows, triple_rows)),
             str(selected[0]))
 
 

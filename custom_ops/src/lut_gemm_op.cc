@@ -356,6 +356,8 @@ OrtStatusPtr KernelsNode::ComputeV2(OrtKernelContext* context) {
     int64_t* int8_rows = ctx.GetOutput(3, by_width, 2).GetTensorMutableData<int64_t>();
     for (size_t i = 0; i < count; ++i)
       for (size_t b = 0; b < 4; ++b) int8_rows[4 * i + b] = kernels[i].int8_min_rows[b];
+    int64_t* triple_rows = ctx.GetOutput(4, &n, 1).GetTensorMutableData<int64_t>();
+    for (size_t i = 0; i < count; ++i) triple_rows[i] = kernels[i].triple_int8_min_rows;
     return nullptr;
   } catch (const std::exception& e) {
     return MakeStatus(ORT_RUNTIME_EXCEPTION, std::string("com.tmac.Kernels: ") + e.what());

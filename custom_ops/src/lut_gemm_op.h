@@ -87,9 +87,9 @@ struct KernelsOp : Ort::CustomOpBase<KernelsOp, KernelsNode, /*WithStatus=*/true
   const char* GetName() const { return kKernelsOpName; }
   size_t GetInputTypeCount() const { return 0; }
   ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING; }
-  size_t GetOutputTypeCount() const { return 4; }
+  size_t GetOutputTypeCount() const { return 5; }
   ONNXTensorElementDataType GetOutputType(size_t index) const {
-    return index == 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 : ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING;
+    return index >= 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 : ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING;
   }
 
  private:

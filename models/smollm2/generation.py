@@ -10,6 +10,12 @@ from envs import ENVS, stage_result
 
 PROMPTS = ["What is the capital of France?", "Name three colors of the rainbow."]
 
+# One intra-op thread, so that the answers are the same from run to run: on several threads a
+# one-row LutGemm call sums its K-chunks in pieces whose count the op learns from timing
+# (LutGemm::PoolThreads), and near ties in the logits then fall either way (Zen 3, fourteenth
+# session: a 2-thread session's output matched the 1-thread one in 7 of 12 sessions).
+GENERATION_THREADS = 1
+
 
 def chat(prompt: str) -> list[dict]:
     return [{"role": "user", "content": prompt}]
@@ -18,7 +24,9 @@ def chat(prompt: str) -> list[dict]:
 def generate_genai(folder: Path, prompts: list[str], new_tokens: int) -> list[dict]:
     import onnxruntime_genai as og
 
-    model = og.Model(str(folder))
+    config = og.Config(str(folder))
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": GENERATION_THREADS}}}}))
+    model = og.Model(config)
     tokenizer = og.Tokenizer(model)
     results = []
     for prompt in prompts:
@@ -42,7 +50,7 @@ def generate_optimum(folder: Path, prompts: list[str], new_tokens: int) -> list[
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = ORTModelForCausalLM.from_pretrained(folder, session_options=tmac_ort.session_options())
+    model = ORTModelForCausalLM.from_pretrained(folder, session_options=tmac_ort.session_options(GENERATION_THREADS))
     results = []
     for prompt in prompts:
         ids = tokenizer.apply_chat_template(chat(prompt), add_generation_prompt=True, return_tensors="pt",

@@ -113,8 +113,13 @@ std::vector<KernelListing> ListKernels() {
   std::vector<KernelListing> rows;
   for (const KernelEntry& e : kKernels) {
     std::array<int64_t, 4> int8_rows{};
-    if (!e.missing_cpu_features()) std::copy(e.ops().int8_min_rows, e.ops().int8_min_rows + 4, int8_rows.begin());
-    rows.push_back({e.name, UnavailableReason(e), int8_rows});
+    int64_t triple_rows = 0;
+    if (!e.missing_cpu_features()) {
+      const KernelOps& ops = e.ops();
+      std::copy(ops.int8_min_rows, ops.int8_min_rows + 4, int8_rows.begin());
+      triple_rows = ops.gemm_triple_tiles_int8 ? ops.triple_int8_min_rows : 0;
+    }
+    rows.push_back({e.name, UnavailableReason(e), int8_rows, triple_rows});
   }
   return rows;
 }

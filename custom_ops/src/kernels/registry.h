@@ -30,6 +30,7 @@ struct KernelListing {
   // from how many rows it takes its int8 path, per bit width (index bits - 1); 0: it has none
   // at that width, or this CPU lacks it
   std::array<int64_t, 4> int8_min_rows;
+  int64_t triple_int8_min_rows;  // the same for layout 3 (ternary triples); 0: no int8 form of it
 };
 
 // The kernels compiled into this build, best first.
