@@ -42,9 +42,9 @@ Ort::CustomOpDomain& DomainFor(const tmac::KernelEntry* kernel, int64_t int8_min
 }
 
 // The int8 threshold a session asks for: session option tmac.int8_min_rows, else the
-// environment variable TMAC_ORT_INT8_MIN_ROWS where set and not empty (for pipelines that pass no session options of
-// their own, such as onnxruntime-genai's), else LutGemm::kKernelDefault.  Sets `error` when
-// the value is not a non-negative integer.
+// environment variable TMAC_ORT_INT8_MIN_ROWS where set and not empty (for pipelines that
+// pass no session options of their own, such as onnxruntime-genai's), else
+// LutGemm::kKernelDefault.  Sets `error` when the value is not a non-negative integer.
 int64_t ReadInt8MinRows(Ort::UnownedSessionOptions& options, std::string* error) {
   std::string value, source;
   if (options.HasConfigEntry(tmac::kInt8MinRowsConfigKey)) {
