@@ -149,6 +149,17 @@ struct StepOfTiles {
   const uint8_t* In(const uint8_t* planes, int64_t t) const { return planes + first + t * stride; }
 };
 
+// Prefetches into L1 the `bytes` of planes after tile t's steps up to s1: its next block, or
+// at the tile's end the next tile's first (nothing after the last tile).  The int8 paths fetch
+// a block while they multiply the one before: without it a decode waited on every block's
+// first loads (AVX-512, M=8, 4096x4096, 4 bits: 29% of the samples on one load).
+inline void PrefetchNextBlock(const Geometry& g, const uint8_t* planes, int64_t t, int64_t s1, int64_t bytes) {
+  const bool last_block = s1 == g.k_steps;
+  if (last_block && t + 1 == g.n_tiles) return;
+  const uint8_t* next = planes + (last_block ? g.step_offset(t + 1, 0) : g.step_offset(t, s1));
+  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(next + i, 0, 3);
+}
+
 // Fills `g` from K, N, bits and group size; returns nullptr or a message saying what is wrong.
 inline const char* MakeGeometry(int64_t K, int64_t N, int64_t bits, int64_t group_size, Geometry* g,
                                 int64_t layout_version = kLayoutVersion) {

@@ -80,6 +80,19 @@ inline __m256 ToOutputUnits(__m256 y, __m256d row_scale, const double* channel_s
   return _mm256_set_m128(_mm256_cvtpd_ps(high), _mm256_cvtpd_ps(low));
 }
 
+// Row m of tile t to `out`: y = float(double(y') * row_scale * channel_scale) + bias for the
+// tile's valid channels (y': the row's 32 channels in 4 vectors).  Both paths finish with it.
+inline void StoreOutputRow(const PreparedWeights& w, const OutputRows& out, int64_t t, int64_t m, double row_scale,
+                           const __m256* y) {
+  const int64_t valid = std::min<int64_t>(kTileN, w.geo.N - t * kTileN);
+  alignas(32) float tmp[kTileN];
+  const __m256d units = _mm256_set1_pd(row_scale);
+  for (int o = 0; o < 4; ++o)
+    _mm256_store_ps(tmp + 8 * o, ToOutputUnits(y[o], units, &w.channel_scale[t * kTileN + 8 * o]));
+  float* dst = out.y + m * out.ldy + t * kTileN;
+  for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
+}
+
 inline __m256 LoadHalf8(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
@@ -286,15 +299,7 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
       for (int o = 0; o < 4; ++o) _mm256_storeu_ps(carry + 32 * r + 8 * o, y[r][o]);
     return;
   }
-  const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
-  for (int r = 0; r < kRows; ++r) {
-    float* dst = out.y + (m0 + r) * out.ldy + t * kTileN;
-    alignas(32) float tmp[kTileN];
-    const __m256d row_scale = _mm256_set1_pd(act.row_scale[m0 + r]);
-    for (int o = 0; o < 4; ++o)
-      _mm256_store_ps(tmp + 8 * o, ToOutputUnits(y[r][o], row_scale, &w.channel_scale[t * kTileN + 8 * o]));
-    for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
-  }
+  for (int r = 0; r < kRows; ++r) StoreOutputRow(w, out, t, m0 + r, act.row_scale[m0 + r], y[r]);
 }
 
 // Rows go in blocks whose tables fit in L2 (each tile then reads them from there rather than
@@ -709,14 +714,7 @@ void GemmTilesInt8Avx2(const PreparedWeights& w, const Int8Rows& act, int64_t ti
     for (int64_t b = 0; b < g.n_blocks; ++b) {
       const int64_t s0 = b * g.block_steps(), s1 = std::min(s0 + g.block_steps(), g.k_steps);
       DecodeStepsAvx2<kBits>(plan, w.planes + g.step_offset(t, s0), s1 - s0, decoded);
-      // The next block's planes (at a tile's end the next tile's), fetched while this block is
-      // multiplied, as the AVX-512 path does.
-      const bool last_block = s1 == g.k_steps;
-      if (!last_block || t + 1 < g.n_tiles) {
-        const char* next = reinterpret_cast<const char*>(w.planes + (last_block ? g.step_offset(t + 1, 0)
-                                                                                : g.step_offset(t, s1)));
-        for (int64_t i = 0; i < (s1 - s0) * g.step_bytes(); i += 64) _mm_prefetch(next + i, _MM_HINT_T0);
-      }
+      PrefetchNextBlock(g, w.planes, t, s1, (s1 - s0) * g.step_bytes());
       const int64_t at = blocks.Entry(t) * kTileN;
       __m256 scale[4], offset[4];
       for (int o = 0; o < 4; ++o) {
@@ -737,15 +735,10 @@ void GemmTilesInt8Avx2(const PreparedWeights& w, const Int8Rows& act, int64_t ti
         default: break;
       }
     }
-    const int64_t valid = std::min<int64_t>(kTileN, g.N - t * kTileN);
     for (int64_t m = 0; m < act.rows; ++m) {
-      alignas(32) float tmp[kTileN];
-      const __m256d row_scale = _mm256_set1_pd(act.row_scale[m]);
-      for (int o = 0; o < 4; ++o)
-        _mm256_store_ps(tmp + 8 * o, ToOutputUnits(_mm256_load_ps(ybuf + m * kTileN + 8 * o), row_scale,
-                                                   &w.channel_scale[t * kTileN + 8 * o]));
-      float* dst = out.y + m * out.ldy + t * kTileN;
-      for (int64_t c = 0; c < valid; ++c) dst[c] = tmp[c] + (out.bias ? out.bias[t * kTileN + c] : 0.f);
+      const __m256 y[4] = {_mm256_load_ps(ybuf + m * kTileN), _mm256_load_ps(ybuf + m * kTileN + 8),
+                           _mm256_load_ps(ybuf + m * kTileN + 16), _mm256_load_ps(ybuf + m * kTileN + 24)};
+      StoreOutputRow(w, out, t, m, act.row_scale[m], y);
     }
   }
 }

@@ -346,15 +346,7 @@ void GemmTilesInt8(const PreparedWeights& w, const Int8Rows& act, int64_t tile_b
       } else {
         DecodeSteps<kBits>(PlanFor(kBits), w.planes + g.step_offset(t, s0), s1 - s0, decoded);
       }
-      // The next block's planes (at a tile's end the next tile's), fetched while this block
-      // is multiplied.  Without it a decode waited on every block's first loads: at M=8
-      // (4096x4096, 4 bits) 29% of the samples sat on one load.
-      const bool last_block = s1 == g.k_steps;
-      if (!last_block || t + 1 < g.n_tiles) {
-        const char* next = reinterpret_cast<const char*>(w.planes + (last_block ? g.step_offset(t + 1, 0)
-                                                                                : g.step_offset(t, s1)));
-        for (int64_t i = 0; i < (s1 - s0) * g.step_bytes(); i += 64) _mm_prefetch(next + i, _MM_HINT_T0);
-      }
+      PrefetchNextBlock(g, w.planes, t, s1, (s1 - s0) * g.step_bytes());
       BlockWeights bw;
       const int64_t at = blocks.Entry(t) * kTileN;
       for (int h = 0; h < 2; ++h) {
