@@ -109,10 +109,24 @@ def test_zero_points_that_are_all_the_default_take_the_symmetric_path(rng, bits,
     np.testing.assert_array_equal(y, run(implicit, a, kernel=kernel))
 
 
-def test_thread_count_does_not_change_results(rng):
-    qw = quantized(rng, 1000, 1024, 3, 128, "asymmetric")
-    a = rng.standard_normal((5, 1024)).astype(np.float32)
-    np.testing.assert_array_equal(run(qw, a, threads=1), run(qw, a, threads=2))
+@pytest.mark.parametrize("layout", [2, packing.TERNARY_LAYOUT])
+@pytest.mark.parametrize("M", [1, 5])
+def test_thread_count_does_not_change_results(rng, M, layout, lookup_kernel):
+    """Bit for bit on 1, 2 and 3 threads.  One row over several K-chunks (2048 = four of
+    512) is the case that splits K in storage order; each tile must still be summed whole by
+    one thread, whatever the pool's size or timing (LutGemm::RunTables)."""
+    K, N = 2048, 1000
+    if layout == packing.TERNARY_LAYOUT:
+        q = rng.integers(0, 3, (N, K)).astype(np.uint8)
+        scales = rng.uniform(0.5, 1.0, (N, K // 128)).astype(np.float32)
+        qw = packing.QuantizedWeight(q, scales, 2, 128, zero_points=np.ones(scales.shape, np.uint8))
+    else:
+        qw = quantized(rng, N, K, 3, 128, "asymmetric")
+    model = nodes.make_lut_gemm_model(qw, layout_version=layout)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    y = [make_session(model, t, kernel=lookup_kernel).run(None, {"A": a})[0] for t in (1, 2, 3)]
+    np.testing.assert_array_equal(y[1], y[0])
+    np.testing.assert_array_equal(y[2], y[0])
 
 
 @pytest.mark.parametrize("quant", ["symmetric", "asymmetric"])

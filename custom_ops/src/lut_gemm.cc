@@ -31,6 +31,9 @@ namespace {
 // Items ForTileChunks splits the tiles into (a range each): enough for the pool to balance.
 constexpr int64_t kMaxTileChunks = 64;
 
+// Tile ranges per pool thread for one row over several K-chunks (LutGemm::RunTables).
+constexpr int64_t kTileRangesPerThread = 2;
+
 // How long a parallel call must last for the threads that ran its items to be all the pool
 // has (LutGemm::PoolThreads): a sleeping worker (session option allow_spinning=0) joined a
 // call 26-105 us after it began on Zen 4 (ORT 1.32, 2 threads), a spinning one after 2-3 us.
@@ -361,49 +364,44 @@ void LutGemm::RunTables(const float* a, int64_t rows, char* finite, const Output
   // 1.15-1.35x the GB/s at K = 2560-14336, 1.0-1.04x at SmolLM2's K = 576 and 1536.
   //
   // On one thread (PoolThreads) the chunks follow each other in storage order, here.  With
-  // more, the storage order is cut into one piece per thread: one sequential stream each (a
-  // tile's chunks may fall to several pieces: each sums into its own carry, added at the
-  // end), where a barrier per chunk cost 5-13% on two threads and splitting the tiles
-  // instead left each thread's stream jumping at every chunk.  Two pieces per thread, so that
-  // a worker waking late would still take some, measured 1.00-1.11x the time (2 threads).
+  // more, the tiles are split into ranges, each run chunk by chunk by one thread, so every
+  // tile is summed in the same order (as on one thread, and as layout 1 and several rows
+  // are): the outputs depend neither on the pool's size nor on how fast a worker wakes.
+  // The tenth session cut the storage order into one piece per thread instead, each summed
+  // in its own carry and added at the end; its outputs changed with the piece count, which
+  // follows the pool's size as PoolThreads' timed probe finds it (Zen 3 under load: 12
+  // two-thread sessions gave two distinct outputs, 7 equal to one thread's).  Cost: a range
+  // leaves the storage order at each chunk.  Zen 3, one thread streaming 14336x4096 from
+  // DRAM in 2 / 4 / 8 / 16 ranges took 1.01-1.10x / 1.06-1.09x / 1.12-1.34x / 1.18-1.41x the
+  // storage order's time at 1-4 bits, 4096x14336 (wider ranges) 0.99-1.07x up to 8 ranges
+  // (benchmarks/2026-12-06-zen3-session15; the unchanged build measured 1.00-1.06x its own
+  // time in the same runs).  So few ranges, but more than one per thread so that a worker
+  // waking late still takes some (a lone piece each often left both to the caller).  Sums
+  // per chunk, added in chunk order at the end, kept the stream but cost more: the final
+  // pass over 8 chunks of 14336 outputs written on two cores took 0.07-0.10 ms a call
+  // (4096x14336 in cache, 2 threads, 1-2 bits: 1.02-1.21x the time of one piece per thread).
   const int64_t n_chunks = g.n_chunks();
-  thread_local std::vector<float> carry;  // each piece's sums, n_tiles * 32 floats
-  const size_t part_floats = size_t(g.n_tiles) * kTileN;
-  const int64_t threads = PoolThreads(parallel);
-  const bool split = threads > 1;  // then every piece's sums stay in its carry (y not given)
-  auto run_chunks = [&](float* sums, int64_t c_begin, int64_t c_end, int64_t tile_begin, int64_t tile_end) {
+  thread_local std::vector<float> carry;  // each tile's sum so far, n_tiles * 32 floats
+  carry.resize(size_t(g.n_tiles) * kTileN);
+  float* sums = carry.data();
+  auto run_tiles = [&](int64_t tile_begin, int64_t tile_end) {  // chunk by chunk; the last writes y
     OutputRows p = out;
     p.carry = sums;
-    if (split) p.y = nullptr;
-    for (int64_t c = c_begin; c < c_end; ++c) {
+    for (int64_t c = 0; c < n_chunks; ++c) {
       p.block_begin = c * g.chunk_blocks();
       p.block_end = std::min(g.n_blocks, p.block_begin + g.chunk_blocks());
       gemm_tiles_(weights_, act, tile_begin, tile_end, p);
     }
   };
-  if (!split) {  // one call per chunk (the last chunk writes y)
-    carry.resize(part_floats);
-    run_chunks(carry.data(), 0, n_chunks, 0, g.n_tiles);
+  const int64_t threads = PoolThreads(parallel);
+  if (threads == 1) {
+    run_tiles(0, g.n_tiles);
     return;
   }
-  const int64_t units = n_chunks * g.n_tiles;  // (chunk c, tile t) in storage order
-  const int64_t parts = std::min(units, threads);  // (units >= 2: several chunks)
-  carry.assign(part_floats * size_t(parts), 0.f);
-  float* sums = carry.data();
-  parallel(size_t(parts), [&](size_t p) {
-    const int64_t u0 = units * int64_t(p) / parts, u1 = units * int64_t(p + 1) / parts;
-    for (int64_t u = u0; u < u1;) {
-      const int64_t c = u / g.n_tiles, t_end = std::min(g.n_tiles, u1 - c * g.n_tiles);
-      run_chunks(sums + p * part_floats, c, c + 1, u - c * g.n_tiles, t_end);
-      u = c * g.n_tiles + t_end;
-    }
+  const int64_t ranges = std::min(g.n_tiles, threads * kTileRangesPerThread);
+  parallel(size_t(ranges), [&](size_t i) {
+    run_tiles(g.n_tiles * int64_t(i) / ranges, g.n_tiles * int64_t(i + 1) / ranges);
   });
-  // y = float(double(sum of the parts) * 2^R * 2^u) + bias, as the kernels finish a tile
-  for (int64_t n = 0; n < g.N; ++n) {
-    float y = sums[n];
-    for (int64_t p = 1; p < parts; ++p) y += sums[size_t(p) * part_floats + size_t(n)];
-    out.y[n] = float(double(y) * (act.row_scale[0] * weights_.channel_scale[size_t(n)])) + (out.bias ? out.bias[n] : 0.f);
-  }
 }
 
 void LutGemm::RunInt8(const float* a, int64_t rows, char* finite, const OutputRows& out,
