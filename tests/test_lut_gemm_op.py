@@ -113,8 +113,8 @@ def test_zero_points_that_are_all_the_default_take_the_symmetric_path(rng, bits,
 @pytest.mark.parametrize("M", [1, 5])
 def test_thread_count_does_not_change_results(rng, M, layout, lookup_kernel):
     """Bit for bit on 1, 2 and 3 threads.  One row over several K-chunks (2048 = four of
-    512) is the case that splits K in storage order; each tile must still be summed whole by
-    one thread, whatever the pool's size or timing (LutGemm::RunTables)."""
+    512) is the case the driver splits its own way (LutGemm::RunTables); until the fifteenth
+    session its sums there followed the thread count a timed probe found."""
     K, N = 2048, 1000
     if layout == packing.TERNARY_LAYOUT:
         q = rng.integers(0, 3, (N, K)).astype(np.uint8)
