@@ -294,7 +294,7 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
       }
     }
   }
-  if (carry && (b_end < g.n_blocks || !out.y)) {  // (out.y null: the sum stays in carry)
+  if (carry && b_end < g.n_blocks) {
     for (int r = 0; r < kRows; ++r)
       for (int o = 0; o < 4; ++o) _mm256_storeu_ps(carry + 32 * r + 8 * o, y[r][o]);
     return;

@@ -169,7 +169,7 @@ void TripleTiles(const PreparedWeights& w, const ActivationTables& act, int64_t 
     }
     if (b + 1 < b_end) blocks.NextBlock();  // (past the call's last block: a chunk's divisions for nothing)
   }
-  if (carry && (b_end < g.n_blocks || !out.y)) {  // (a carry comes with one row)
+  if (carry && b_end < g.n_blocks) {  // (a carry comes with one row)
     for (int h = 0; h < 2; ++h) _mm512_storeu_ps(carry + 16 * h, y[0][h]);
     return;
   }

@@ -79,10 +79,10 @@ struct OutputRows {
   float* y = nullptr;
   int64_t ldy = 0;
   const float* bias = nullptr;
-  // With `carry`, table lookups of one row cover only blocks [block_begin, block_end) (some
-  // K-chunks of layout 2, LutGemm::RunTables): each tile's sum starts from carry[t * 32 ..]
+  // With `carry`, table lookups of one row cover only blocks [block_begin, block_end) (one
+  // K-chunk of layout 2 or 3, LutGemm::RunTables): each tile's sum starts from carry[t * 32 ..]
   // (from 0 where block_begin is 0) and is left there in the kernel's units, unless the range
-  // ends with the last block and y is given, where it is written to y as without a carry.
+  // ends with the last block, where it is written to y as without a carry.
   int64_t block_begin = 0, block_end = 0;
   float* carry = nullptr;
 };

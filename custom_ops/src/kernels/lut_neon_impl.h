@@ -350,7 +350,7 @@ void TileRows(const PreparedWeights& w, const ActivationTables& act, int64_t t, 
       }
     }
   }
-  if (carry && (b_end < g.n_blocks || !out.y)) {  // (out.y null: the sum stays in carry)
+  if (carry && b_end < g.n_blocks) {
     for (int j = 0; j < 8; ++j) vst1q_f32(carry + 4 * j, y[0][j]);
     return;
   }

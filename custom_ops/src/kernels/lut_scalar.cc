@@ -94,7 +94,7 @@ void ScalarTiles(const PreparedWeights& w, const ActivationTables& act, int64_t 
       float y[kTileN] = {};
       if (b_begin > 0) std::copy(carry, carry + kTileN, y);
       for (int64_t b = b_begin; b < b_end; ++b) add_block(t, m, b, y);
-      if (carry && (b_end < g.n_blocks || !out.y)) {  // (out.y null: the sum stays in carry)
+      if (carry && b_end < g.n_blocks) {
         std::copy(y, y + kTileN, carry);
         continue;
       }
