@@ -139,6 +139,18 @@ def test_bench_refuses_a_kernel_it_cannot_run(capsys):
     assert err.count("\n") == 1 and "bench: kernel sparc: not in this build" in err
 
 
+def test_ternary_ratios_are_the_fastest_lut_gemm_layouts():
+    """On a CPU whose kernel has no layout-3 code (AVX2) the triples run the scalar kernel's:
+    the ratios must be those of the layout a user would run, never of ORT or llama.cpp."""
+    from tmac_ort import bench
+
+    medians = {"LutGemm ternary triples avx2": 35.4, "LutGemm ternary planes avx2": 0.66,
+               "MatMulNBits 2b acc4": 0.5, "llama.cpp TQ2_0": 0.4}
+    assert bench.fastest_lut_gemm(medians) == "LutGemm ternary planes avx2"
+    medians["LutGemm ternary triples avx2"] = 0.6
+    assert bench.fastest_lut_gemm(medians) == "LutGemm ternary triples avx2"
+
+
 def test_ternary_comparison_times_another_build_beside_this_one(tmp_path):
     """--ternary --compare-library: the other build's triples and planes join the contenders,
     named by its folder, and hold the same weights (the same product)."""
