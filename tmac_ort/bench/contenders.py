@@ -124,8 +124,8 @@ def ternary_contenders(w_nk: np.ndarray, threads: int, kernels: tuple[str, ...] 
     """BitNet-style ternary weights (sign of w, zero where |w| is small, one scale per row):
     LutGemm packs them exactly with one group per row (what `tmac-ort rewrite` does on
     detecting them), as base-3 triples (layout 3) and as two bit planes (layout 2), also on
-    other builds of the op; ORT gets the same values as 2-bit
-    MatMulNBits (block 128).  `stream_bytes`: as for `contenders`."""
+    other builds of the op; ORT gets the same values as 2-bit MatMulNBits (block 128).
+    `stream_bytes`: as for `contenders`."""
     from .. import matmul_nbits_format, selected_kernel
     from ..nodes import make_lut_gemm_model
     from ..packing import TERNARY_LAYOUT, QuantizedWeight
